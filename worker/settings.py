@@ -1,0 +1,107 @@
+"""Runtime configuration: every setting is an environment variable (DESIGN §6)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.sending_window import SendingWindow
+
+SINCH_API_URLS = {
+    "us": "https://us.conversation.api.sinch.com",
+    "eu": "https://eu.conversation.api.sinch.com",
+    "br": "https://br.conversation.api.sinch.com",
+}
+SINCH_AUTH_URL = "https://auth.sinch.com/oauth2/token"
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    """All settings, read from the environment (names are the contract of DESIGN §6)."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    redis_url: str = Field("redis://localhost:6379/0", validation_alias=_env("KAKAO_DISPATCH_REDIS_URL"))
+    broker_url_override: str | None = Field(None, validation_alias=_env("KAKAO_DISPATCH_BROKER_URL"))
+    sinch_project_id: str = Field("", validation_alias=_env("SINCH_PROJECT_ID"))
+    sinch_app_id: str = Field("", validation_alias=_env("SINCH_APP_ID"))
+    sinch_key_id: str = Field("", validation_alias=_env("SINCH_KEY_ID"))
+    sinch_key_secret: SecretStr = Field(SecretStr(""), validation_alias=_env("SINCH_KEY_SECRET"))
+    sinch_region: Literal["us", "eu", "br"] = Field("us", validation_alias=_env("SINCH_REGION"))
+    sinch_api_url_override: str | None = Field(None, validation_alias=_env("SINCH_API_URL"))
+    sinch_auth_url_override: str | None = Field(None, validation_alias=_env("SINCH_AUTH_URL"))
+    sinch_webhook_secret: SecretStr | None = Field(None, validation_alias=_env("SINCH_WEBHOOK_SECRET"))
+    api_keys_csv: SecretStr = Field(SecretStr(""), validation_alias=_env("KAKAO_DISPATCH_API_KEYS"))
+    templates_path: Path | None = Field(None, validation_alias=_env("KAKAO_DISPATCH_TEMPLATES"))
+    friendtalk_window_text: str = Field("08:00-21:00", validation_alias=_env("KAKAO_DISPATCH_FRIENDTALK_WINDOW"))
+    rate_limit: float = Field(20.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_RATE_LIMIT"))
+    project_rate_limit: float = Field(800.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_PROJECT_RATE_LIMIT"))
+    sinch_auth_mode: Literal["oauth", "basic"] = Field("oauth", validation_alias=_env("SINCH_AUTH_MODE"))
+    sinch_timeout: float = Field(10.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_SINCH_TIMEOUT"))
+    max_attempts: int = Field(8, ge=1, validation_alias=_env("KAKAO_DISPATCH_MAX_ATTEMPTS"))
+    retry_base_seconds: float = Field(2.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_RETRY_BASE_SECONDS"))
+    retry_max_seconds: float = Field(600.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_RETRY_MAX_SECONDS"))
+    unknown_timeout: float = Field(86400.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_UNKNOWN_TIMEOUT"))
+    stale_seconds: float = Field(120.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_STALE_SECONDS"))
+    visibility_timeout: int = Field(300, ge=5, validation_alias=_env("KAKAO_DISPATCH_VISIBILITY_TIMEOUT"))
+    retention_days: float = Field(30.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_RETENTION_DAYS"))
+    release_queue_depth: int = Field(1000, ge=1, validation_alias=_env("KAKAO_DISPATCH_RELEASE_QUEUE_DEPTH"))
+    media_probe: bool = Field(True, validation_alias=_env("KAKAO_DISPATCH_MEDIA_PROBE"))
+
+    @field_validator("friendtalk_window_text")
+    @classmethod
+    def _valid_window(cls, value: str) -> str:
+        SendingWindow.parse(value)
+        return value
+
+    @field_validator("sinch_region", mode="before")
+    @classmethod
+    def _lower_region(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator(
+        "templates_path",
+        "broker_url_override",
+        "sinch_api_url_override",
+        "sinch_auth_url_override",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def friendtalk_window(self) -> SendingWindow:
+        """FriendTalk hours in Asia/Seoul (KAKAO_DISPATCH_FRIENDTALK_WINDOW, `HH:MM-HH:MM`)."""
+        return SendingWindow.parse(self.friendtalk_window_text)
+
+    @property
+    def broker_url(self) -> str:
+        return self.broker_url_override or self.redis_url
+
+    @property
+    def sinch_api_url(self) -> str:
+        return (self.sinch_api_url_override or SINCH_API_URLS[self.sinch_region]).rstrip("/")
+
+    @property
+    def sinch_auth_url(self) -> str:
+        return self.sinch_auth_url_override or SINCH_AUTH_URL
+
+    @property
+    def api_keys(self) -> tuple[str, ...]:
+        """Bearer keys accepted by the HTTP API; empty means the API is open (for local use only)."""
+        raw = self.api_keys_csv.get_secret_value()
+        return tuple(key.strip() for key in raw.split(",") if key.strip())
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
