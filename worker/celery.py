@@ -1,0 +1,72 @@
+"""The Celery app (`celery -A worker worker|beat|flower`): queues, reliability settings and the beat schedule.
+
+Why each setting (DESIGN §3, reference/celery-redis.md): late acks plus reject-on-worker-lost give
+at-least-once delivery of the job id; the job's own status CAS turns that into at-most-once send.
+Prefetch 1 keeps one reserved message per process. One visibility timeout, set everywhere Celery
+reads it, bounds how long a killed worker's message waits before redelivery; no task ever carries a
+long ETA (deferred jobs wait in Redis, see worker.scheduling), so redelivery never duplicates an ETA.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from worker.settings import Settings, get_settings
+
+DISPATCH_QUEUE = "dispatch"
+CALLBACKS_QUEUE = "callbacks"
+DISPATCH_TASK = "kakao_dispatch.dispatch_job"
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    """The app for these settings (the environment's by default); producers make one for their own broker."""
+    settings = settings or get_settings()
+    celery_app = Celery("kakao_dispatch", broker=settings.broker_url, include=["worker.tasks"])
+    transport_options = {
+        "visibility_timeout": settings.visibility_timeout,
+        # kombu >= 5.7: sweep unacked messages every few seconds instead of ~100 s.
+        "unacked_restore_interval": min(5, settings.visibility_timeout),
+        "unacked_restore_throttle": 1,
+        "socket_timeout": 30,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "health_check_interval": 25,
+        "retry_on_timeout": True,
+    }
+    celery_app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        broker_transport_options=transport_options,
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
+        visibility_timeout=settings.visibility_timeout,
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        result_backend=None,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_time_limit=120,  # a send is bounded by its HTTP timeouts; this catches a hung process
+        task_queues=(Queue(DISPATCH_QUEUE), Queue(CALLBACKS_QUEUE)),
+        task_default_queue=DISPATCH_QUEUE,
+        task_routes={
+            "kakao_dispatch.dispatch_job": {"queue": DISPATCH_QUEUE},
+            "kakao_dispatch.release_due_jobs": {"queue": CALLBACKS_QUEUE},
+            "kakao_dispatch.reconcile_jobs": {"queue": CALLBACKS_QUEUE},
+        },
+        beat_schedule={
+            "release-due-jobs": {"task": "kakao_dispatch.release_due_jobs", "schedule": 1.0, "options": {"expires": 5}},
+            "reconcile-jobs": {"task": "kakao_dispatch.reconcile_jobs", "schedule": 10.0, "options": {"expires": 30}},
+        },
+        timezone="UTC",
+        enable_utc=True,
+        worker_hijack_root_logger=False,
+    )
+    return celery_app
+
+
+app = create_app()
