@@ -17,7 +17,6 @@ from worker.templates import TemplateRegistry
 from worker.verdict import CheckContext, Verdict, check_request
 from worker.violations import Violation
 
-
 #: Celery messages buffered per Redis pipeline when publishing (kombu >= 5.7 `Producer.batch`).
 PUBLISH_BATCH = 1000
 

@@ -1,0 +1,1 @@
+"""Benchmarks of kakao-dispatch; each module writes its figures to bench/results/."""

@@ -1,0 +1,315 @@
+"""Benchmark of the simulator: `messages:send` per second on one core, with no latency configured.
+
+The simulator runs as its own process (`python -m simulator`) pinned to core 0; this process, pinned to
+the other cores, is the load generator: C keep-alive connections over raw asyncio streams (uvloop when
+installed), each sending the next request as soon as the previous answer arrived. A load generator
+built on an HTTP client library would measure the client, not the server. Two scenarios:
+
+- `no_webhook`: sends only (the simulator decides the outcome and records it, no receipt to post);
+- `with_webhook`: every accepted message also gets a MESSAGE_DELIVERY receipt, signed, posted to a
+  minimal receiver process (on the load generator's cores), as in a dispatch benchmark.
+
+Run: `.venv/bin/python -m bench.bench_simulator [--seconds 5] [--connections 32]`.
+Writes bench/results/simulator.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+RESULTS = Path(__file__).resolve().parent / "results" / "simulator.json"
+PROJECT, APP = "sim-project", "sim-app"
+TEMPLATES = {"order_shipped": {"text": "#{customer}님, 주문이 출발했습니다: #{order_id}", "language": "ko"}}
+SERVER_CORE = 0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def other_cores() -> set[int]:
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    return (cores - {SERVER_CORE}) or cores
+
+
+def pin(pid: int, cores: set[int]) -> bool:
+    if not cores or not hasattr(os, "sched_setaffinity"):
+        return False
+    try:
+        os.sched_setaffinity(pid, cores)
+    except OSError:
+        return False
+    return True
+
+
+def request_bodies(count: int, seed: int = 7) -> list[bytes]:
+    """A mix of AlimTalk (template), FriendTalk text and FriendTalk choice messages to 10,000 recipients."""
+    rng = random.Random(seed)
+    bodies = []
+    for index in range(count):
+        msisdn = f"+8210{20000000 + rng.randrange(10_000):08d}"
+        recipient = {"identified_by": {"channel_identities": [{"channel": "KAKAOTALK", "identity": msisdn}]}}
+        shape = index % 3
+        if shape == 0:
+            parameters = {"customer": "홍길동", "order_id": f"A-{index}"}
+            message: dict[str, Any] = {
+                "template_message": {
+                    "channel_template": {"KAKAOTALK": {"template_id": "order_shipped", "parameters": parameters}}
+                }
+            }
+        elif shape == 1:
+            message = {"text_message": {"text": f"겨울 세일이 시작되었습니다. 쿠폰 번호 {index}"}}
+        else:
+            message = {
+                "choice_message": {
+                    "text_message": {"text": "주문을 확인하시겠습니까?"},
+                    "choices": [
+                        {"text_message": {"text": "확인"}, "postback_data": "yes"},
+                        {"url_message": {"title": "주문 보기", "url": "https://example.com/orders"}},
+                    ],
+                }
+            }
+        body = {
+            "app_id": APP,
+            "recipient": recipient,
+            "message": message,
+            "channel_priority_order": ["KAKAOTALK"],
+            "message_metadata": f"job-{index}",
+            "correlation_id": f"job-{index}",
+        }
+        bodies.append(json.dumps(body, ensure_ascii=False).encode())
+    return bodies
+
+
+async def _connection(
+    port: int,
+    requests: list[bytes],
+    deadline: float,
+    measuring_from: float,
+    latencies: list[float],
+    statuses: Counter[int],
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    position = 0
+    try:
+        while True:
+            started = time.monotonic()
+            if started >= deadline:
+                return
+            writer.write(requests[position % len(requests)])
+            position += 1
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            if started >= measuring_from:
+                latencies.append(time.monotonic() - started)
+                statuses[int(head[9:12])] += 1
+    finally:
+        writer.close()
+
+
+async def generate_load(port: int, token: str, connections: int, seconds: float, warmup: float) -> dict[str, Any]:
+    bodies = request_bodies(3000)
+    head = (
+        f"POST /v1/projects/{PROJECT}/messages:send HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+    )
+    requests = [f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body for body in bodies]
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    start = time.monotonic()
+    measuring_from, deadline = start + warmup, start + warmup + seconds
+    shards = [requests[index::connections] for index in range(connections)]
+    await asyncio.gather(*(_connection(port, shard, deadline, measuring_from, latencies, statuses) for shard in shards))
+    latencies.sort()
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 100 else [0.0] * 99
+    return {
+        "sends": len(latencies),
+        "seconds": seconds,
+        "sends_per_s": round(len(latencies) / seconds, 1),
+        "latency_ms": {"p50": round(quantiles[49] * 1000, 2), "p99": round(quantiles[98] * 1000, 2)},
+        "http_status": {str(status): count for status, count in sorted(statuses.items())},
+    }
+
+
+def run_receiver(port: int, ready: Any) -> None:
+    """A minimal webhook receiver: answers 200 to every request (httptools parses, asyncio serves)."""
+    import httptools
+
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+    class Receiver(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+            self.parser = httptools.HttpRequestParser(self)
+
+        def data_received(self, data: bytes) -> None:
+            self.parser.feed_data(data)
+
+        def on_message_complete(self) -> None:
+            self.transport.write(answer)  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(Receiver, "127.0.0.1", port)
+        ready.set()
+        async with server:
+            await server.serve_forever()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        _event_loop_run(main())
+
+
+def _event_loop_run(coroutine: Any) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coroutine)
+    except ImportError:
+        return asyncio.run(coroutine)
+
+
+def start_simulator(port: int, templates: Path, webhook_url: str | None) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, "-m", "simulator", "--port", str(port), "--rate-limit", "0",
+        "--receipt-delay-ms", "0-0", "--templates", str(templates),
+    ]  # fmt: skip
+    if webhook_url:
+        command += ["--webhook-url", webhook_url, "--webhook-secret", "bench-secret"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pin(process.pid, {SERVER_CORE})
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/_sim/stats", timeout=1).status_code == 200:
+                return process
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("the simulator did not start")
+
+
+def scenario(name: str, templates: Path, connections: int, seconds: float, with_webhook: bool) -> dict[str, Any]:
+    receiver = None
+    webhook_url = None
+    if with_webhook:
+        receiver_port = free_port()
+        ready = multiprocessing.get_context("spawn").Event()
+        receiver = multiprocessing.get_context("spawn").Process(target=run_receiver, args=(receiver_port, ready))
+        receiver.start()
+        assert receiver.pid is not None
+        pin(receiver.pid, other_cores())
+        ready.wait(10)
+        webhook_url = f"http://127.0.0.1:{receiver_port}/sinch"
+    port = free_port()
+    simulator = start_simulator(port, templates, webhook_url)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        token = httpx.post(
+            f"{base}/oauth2/token", data={"grant_type": "client_credentials"}, auth=("sim-key", "sim-secret")
+        ).json()["access_token"]
+        httpx.put(f"{base}/_sim/clock", json={"now": "2026-11-24T12:00:00+09:00"})  # FriendTalk window open
+        figures: dict[str, Any] = _event_loop_run(generate_load(port, token, connections, seconds, warmup=1.0))
+        time.sleep(0.5)  # let the last receipts go out
+        stats = httpx.get(f"{base}/_sim/stats").json()
+        figures["simulator_stats"] = {key: stats[key] for key in ("requests", "accepted", "outcomes", "receipts")}
+        if with_webhook:
+            figures["receipts_sent"] = stats["receipts"]["sent"]
+        print(f"{name}: {figures['sends_per_s']} sends/s, p50 {figures['latency_ms']['p50']} ms, "
+              f"p99 {figures['latency_ms']['p99']} ms, statuses {figures['http_status']}")  # fmt: skip
+        return figures
+    finally:
+        simulator.terminate()
+        simulator.wait(10)
+        if receiver is not None:
+            receiver.terminate()
+            receiver.join(10)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "platform": platform.platform(),
+        "cpu": model or platform.processor(),
+        "cores": os.cpu_count(),
+        "server_pinned_to_core": SERVER_CORE,
+        "load_generator_cores": sorted(other_cores()),
+    }
+
+
+def versions() -> dict[str, str]:
+    names = ("uvicorn", "starlette", "uvloop", "httptools", "aiohttp", "pydantic", "phonenumbers")
+    found = {"python": platform.python_version()}
+    for name in names:
+        with contextlib.suppress(Exception):
+            found[name] = version(name)
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per scenario (after 1 s warm-up)")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    arguments = parser.parse_args()
+    pin(os.getpid(), other_cores())
+    with tempfile.TemporaryDirectory() as directory:
+        templates = Path(directory) / "templates.json"
+        templates.write_text(json.dumps(TEMPLATES, ensure_ascii=False), encoding="utf-8")
+        results = {
+            name: scenario(name, templates, arguments.connections, arguments.seconds, with_webhook)
+            for name, with_webhook in (("no_webhook", False), ("with_webhook", True))
+        }
+    document = {
+        "benchmark": "simulator messages:send throughput, no latency configured, server on one core",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, "-m", "bench.bench_simulator", *sys.argv[1:]]),
+        "machine": machine(),
+        "versions": versions(),
+        "settings": {
+            "connections": arguments.connections,
+            "seconds": arguments.seconds,
+            "warmup_s": 1.0,
+            "rate_limit": 0,
+            "receipt_delay_ms": [0, 0],
+            "request_mix": "1/3 AlimTalk, 1/3 FriendTalk text, 1/3 FriendTalk choice",
+        },
+        "results": results,
+    }
+    arguments.output.parent.mkdir(parents=True, exist_ok=True)
+    arguments.output.write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {arguments.output}")
+
+
+if __name__ == "__main__":
+    main()
