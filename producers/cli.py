@@ -121,13 +121,16 @@ def demo() -> None:
     raise typer.Exit(run_demo())
 
 
-def _register_simulator() -> None:
-    from simulator.cli import register
+def _register_commands() -> None:
+    """Commands that live beside the modules they drive."""
+    from producers.setup_commands import register as register_setup
+    from simulator.cli import register as register_simulator
 
-    register(app)
+    register_simulator(app)
+    register_setup(app)
 
 
-_register_simulator()
+_register_commands()
 
 
 def main() -> None:

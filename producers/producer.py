@@ -10,6 +10,7 @@ from typing import Any
 import redis
 from celery import Celery
 
+from worker.contacts import ContactBook
 from worker.jobs import Job, JobStore, NewJob, Transition, new_job_id
 from worker.sending_window import SendingWindow
 from worker.settings import Settings
@@ -54,7 +55,12 @@ class Producer:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
-        self.store = JobStore(client, retention_seconds=int(settings.retention_days * 86400))
+        self.store = JobStore(
+            client,
+            retention_seconds=int(settings.retention_days * 86400),
+            stream_length=settings.events_stream_length,
+        )
+        self.contacts = ContactBook(client, session_seconds=settings.session_hours * 3600)
         self.templates = templates
         self.window = window or settings.friendtalk_window
         self.clock = clock
@@ -76,6 +82,7 @@ class Producer:
                 now=now or self.clock(),
                 window=self.window,
                 templates=self.templates,
+                sessions=self.contacts.open_session_for,
                 app_id=self.settings.sinch_app_id,
                 job_id=job_id or new_job_id(),
             ),

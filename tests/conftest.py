@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
+from system import Pipeline, system_under_test
 
 from worker.redis_server import RedisServer
 
@@ -23,3 +25,10 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     yield client
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def pipeline(redis_server: RedisServer, tmp_path: Path) -> Iterator[Pipeline]:
+    """A whole system on the session's redis-server: simulator now, workers, beat and gateway on demand."""
+    with system_under_test(redis_server, tmp_path) as system:
+        yield system

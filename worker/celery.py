@@ -57,9 +57,18 @@ def create_app(settings: Settings | None = None) -> Celery:
             "kakao_dispatch.dispatch_job": {"queue": DISPATCH_QUEUE},
             "kakao_dispatch.release_due_jobs": {"queue": CALLBACKS_QUEUE},
             "kakao_dispatch.reconcile_jobs": {"queue": CALLBACKS_QUEUE},
+            "kakao_dispatch.process_callback": {"queue": CALLBACKS_QUEUE},
+            "kakao_dispatch.copy_inbound_media": {"queue": CALLBACKS_QUEUE},
+            "kakao_dispatch.forward_job_events": {"queue": CALLBACKS_QUEUE},
+            "kakao_dispatch.deliver_job_event": {"queue": CALLBACKS_QUEUE},
         },
         beat_schedule={
             "release-due-jobs": {"task": "kakao_dispatch.release_due_jobs", "schedule": 1.0, "options": {"expires": 5}},
+            "forward-job-events": {
+                "task": "kakao_dispatch.forward_job_events",
+                "schedule": 1.0,
+                "options": {"expires": 5},
+            },
             "reconcile-jobs": {"task": "kakao_dispatch.reconcile_jobs", "schedule": 10.0, "options": {"expires": 30}},
         },
         timezone="UTC",

@@ -174,10 +174,8 @@ class Dispatcher:
             )  # fmt: skip
             return "unknown"
         self.store.link_message(result.message_id, job.id)
-        sent = self.store.transition(
-            job.id, ["sending", "unknown"], "sent", now=self.clock(), owner=owner, reason="accepted by Sinch",
-            fields={"attempts": attempt, "message_id": result.message_id},
-        )  # fmt: skip
+        sent = self.store.mark_sent(job.id, owner=owner, message_id=result.message_id, attempts=attempt,
+                                    now=self.clock())  # fmt: skip
         return "sent" if sent.ok else f"sent, but the job had become {sent.previous}"
 
     def _retry_later(self, job: Job, owner: str, attempt: int, error: RetryableError) -> str:

@@ -38,7 +38,15 @@ STATUSES = (
 TERMINAL = frozenset({"delivered", "failed", "rejected", "cancelled", "expired"})
 CANCELLABLE = ("queued", "scheduled")
 DEFAULT_RETENTION_SECONDS = 30 * 86400
+DEFAULT_STREAM_LENGTH = 100_000
 _LUA = Path(__file__).with_name("lua")
+
+
+def _script(name: str) -> str:
+    """A Lua script with the shared `record_event` prelude in front of it."""
+    return (_LUA / "record_event.lua").read_text() + (_LUA / name).read_text()
+
+
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
@@ -160,13 +168,16 @@ class JobStore:
         *,
         retention_seconds: int = DEFAULT_RETENTION_SECONDS,
         idempotency_ttl_seconds: int = DEFAULT_RETENTION_SECONDS,
+        stream_length: int = DEFAULT_STREAM_LENGTH,
     ) -> None:
         self.redis = client
         self.retention_seconds = retention_seconds
         self.idempotency_ttl_seconds = idempotency_ttl_seconds
-        self._create = client.register_script((_LUA / "create_job.lua").read_text())
-        self._transition = client.register_script((_LUA / "transition.lua").read_text())
-        self._release = client.register_script((_LUA / "release_due.lua").read_text())
+        self.stream_length = stream_length
+        self._create = client.register_script(_script("create_job.lua"))
+        self._transition = client.register_script(_script("transition.lua"))
+        self._release = client.register_script(_script("release_due.lua"))
+        self._receipt = client.register_script(_script("receipt.lua"))
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -217,6 +228,8 @@ class JobStore:
             keys.events(job.id),
             keys.status_index(status),
             keys.STATUS_COUNTS,
+            keys.JOB_EVENTS_STREAM,
+            keys.CALLBACK_OUTBOX,
         ]
         args: list[Any] = [
             job.id,
@@ -225,7 +238,7 @@ class JobStore:
             due if due is not None else now_ms,
             "1" if idempotency_key else "0",
             self.idempotency_ttl_seconds,
-            "1",
+            self.stream_length,
         ]
         for name, value in record.items():
             args.extend((name, value))
@@ -244,15 +257,20 @@ class JobStore:
         fields: Mapping[str, str | int] | None = None,
         delete: Sequence[str] = (),
     ) -> Transition:
-        """Compare-and-set the status; `owner` (when given) must be the token that claimed the job."""
-        if new_status not in STATUSES:
+        """Compare-and-set the status; `owner` (when given) must be the token that claimed the job.
+
+        `new_status=""` keeps the status and only records the fields and an event (an annotation).
+        """
+        if new_status and new_status not in STATUSES:
             raise ValueError(f"unknown status {new_status!r}")
         now_ms = to_ms(now)
         score = to_ms(due) if due is not None else now_ms
         keys_ = [keys.job(job_id), keys.events(job_id), keys.STATUS_COUNTS]
         keys_ += [keys.status_index(status) for status in keys.INDEXED_STATUSES]
+        keys_ += [keys.JOB_EVENTS_STREAM, keys.CALLBACK_OUTBOX]
         retention = self.retention_seconds if new_status in TERMINAL else 0
-        args: list[Any] = [job_id, ",".join(expected), new_status, now_ms, score, owner, reason, retention, len(delete)]
+        args: list[Any] = [job_id, ",".join(expected), new_status, now_ms, score, owner, reason, retention]
+        args += [self.stream_length, len(delete)]
         args.extend(delete)
         for name, value in (fields or {}).items():
             args.extend((name, value))
@@ -267,8 +285,14 @@ class JobStore:
         """Claim scheduled jobs due by `now + horizon` (at most `limit`), mark them queued; returns (id, due)."""
         now_ms = to_ms(now)
         flat = self._release(
-            keys=[keys.status_index("scheduled"), keys.status_index("queued"), keys.STATUS_COUNTS],
-            args=[now_ms, now_ms + horizon_ms, limit, keys.JOB, keys.EVENTS_SUFFIX],
+            keys=[
+                keys.status_index("scheduled"),
+                keys.status_index("queued"),
+                keys.STATUS_COUNTS,
+                keys.JOB_EVENTS_STREAM,
+                keys.CALLBACK_OUTBOX,
+            ],
+            args=[now_ms, now_ms + horizon_ms, limit, keys.JOB, keys.EVENTS_SUFFIX, self.stream_length],
         )
         released = []
         for index in range(0, len(flat), 2):
@@ -276,6 +300,32 @@ class JobStore:
             assert due is not None
             released.append((str(flat[index]), due))
         return released
+
+    def mark_sent(self, job_id: str, *, owner: str, message_id: str, attempts: int, now: datetime) -> Transition:
+        """Record Sinch's acceptance (only the claiming owner may), then apply receipts that came early."""
+        outcome, status = self._receipt(
+            keys=self._receipt_keys(job_id),
+            args=[*self._receipt_args(job_id, "sent", now), owner, message_id, attempts],
+        )
+        return Transition(outcome == "sent", str(status))
+
+    def apply_receipt(self, job_id: str, receipt: Mapping[str, str], now: datetime) -> tuple[str, str]:
+        """Apply one delivery receipt; returns (outcome, status after): applied, pending, duplicate, late, missing."""
+        document = json.dumps(dict(receipt), ensure_ascii=False, separators=(",", ":"))
+        outcome, status = self._receipt(
+            keys=self._receipt_keys(job_id), args=[*self._receipt_args(job_id, "receipt", now), document]
+        )
+        return str(outcome), str(status)
+
+    def _receipt_keys(self, job_id: str) -> list[str]:
+        return [
+            keys.job(job_id), keys.events(job_id), keys.STATUS_COUNTS, keys.status_index("sending"),
+            keys.status_index("unknown"), keys.pending_receipts(job_id), keys.JOB_EVENTS_STREAM,
+            keys.CALLBACK_OUTBOX, keys.COUNTERS,
+        ]  # fmt: skip
+
+    def _receipt_args(self, job_id: str, mode: str, now: datetime) -> list[Any]:
+        return [job_id, mode, to_ms(now), self.retention_seconds, self.stream_length]
 
     def link_message(self, message_id: str, job_id: str) -> None:
         """Index a Sinch message id so its receipt finds the job."""
@@ -318,6 +368,9 @@ class JobStore:
         first = self.redis.zrange(keys.status_index("scheduled"), 0, 0, withscores=True)
         return from_ms(int(first[0][1])) if first else None
 
+    def counters(self) -> dict[str, int]:
+        return {str(name): int(value) for name, value in self.redis.hgetall(keys.COUNTERS).items()}
+
     def transition_counts(self) -> dict[str, int]:
         return {str(status): int(count) for status, count in self.redis.hgetall(keys.STATUS_COUNTS).items()}
 
@@ -347,6 +400,11 @@ def _job(job_id: str, record: Mapping[str, str], events: tuple[JobEvent, ...]) -
         for name in ("status", "code", "sub_code", "description")
         if record.get(f"delivery_{name}")
     }
+    for moment in ("delivered_at", "read_at"):
+        if record.get(moment):
+            delivery[moment] = from_ms(record[moment]).isoformat()  # type: ignore[union-attr]
+    if record.get("choice_response"):
+        delivery["choice_response"] = record["choice_response"]
     return Job(
         id=job_id,
         type=record.get("type", ""),

@@ -48,3 +48,57 @@ def status_index(status: str) -> str:
 
 def rate(scope: str) -> str:
     return RATE + scope
+
+
+#: Strings: MSISDN (E.164) <-> KAKAOTALKCHAT contact id links (from `contacts link` and merges).
+LINK_MSISDN = PREFIX + "link:msisdn:"
+LINK_CONTACT = PREFIX + "link:contact:"
+#: Hash per KAKAOTALKCHAT contact with an open ConsultationTalk session (expires with the session).
+SESSION = PREFIX + "session:"
+#: List per KAKAOTALKCHAT contact: its inbound messages, newest last (bounded).
+INBOUND = PREFIX + "inbound:"
+#: Hash: inbound message id -> local path of its media copy (KAKAO_DISPATCH_INBOUND_MEDIA_DIR).
+INBOUND_MEDIA = PREFIX + "inbound-media"
+#: Strings: inbound message ids already stored (Sinch retries callbacks; each is stored once).
+INBOUND_SEEN = PREFIX + "inbound-seen:"
+#: List per job: receipts that arrived before the send's own result (applied once it is known).
+PENDING_RECEIPTS_SUFFIX = ":pending-receipts"
+#: Hash: receipt id -> receipt JSON for receipts that match no job, and its companion expiry index.
+ORPHANS = PREFIX + "orphans"
+ORPHANS_INDEX = PREFIX + "orphans:index"
+#: Hash: counter name -> value (receipts matched, orphaned, duplicated; callback kinds; ...).
+COUNTERS = PREFIX + "counters"
+#: Stream of every job status change, for other services (bounded length).
+JOB_EVENTS_STREAM = PREFIX + "events"
+#: Stream of the status changes of jobs that have a callback_url; the forwarder's consumer group reads it.
+CALLBACK_OUTBOX = PREFIX + "outbox"
+#: Strings: webhook signature nonces already seen (replay protection), expiring after the timestamp window.
+WEBHOOK_NONCE = PREFIX + "webhook-nonce:"
+
+
+def webhook_nonce(nonce: str) -> str:
+    return WEBHOOK_NONCE + nonce
+
+
+def link_msisdn(msisdn: str) -> str:
+    return LINK_MSISDN + msisdn
+
+
+def link_contact(contact_id: str) -> str:
+    return LINK_CONTACT + contact_id
+
+
+def session(contact_id: str) -> str:
+    return SESSION + contact_id
+
+
+def inbound(contact_id: str) -> str:
+    return INBOUND + contact_id
+
+
+def inbound_seen(message_id: str) -> str:
+    return INBOUND_SEEN + message_id
+
+
+def pending_receipts(job_id: str) -> str:
+    return JOB + job_id + PENDING_RECEIPTS_SUFFIX

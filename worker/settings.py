@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     retention_days: float = Field(30.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_RETENTION_DAYS"))
     release_queue_depth: int = Field(1000, ge=1, validation_alias=_env("KAKAO_DISPATCH_RELEASE_QUEUE_DEPTH"))
     media_probe: bool = Field(True, validation_alias=_env("KAKAO_DISPATCH_MEDIA_PROBE"))
+    webhook_max_age_seconds: float = Field(300.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_WEBHOOK_MAX_AGE"))
+    webhook_max_body_bytes: int = Field(262144, ge=1024, validation_alias=_env("KAKAO_DISPATCH_WEBHOOK_MAX_BODY"))
+    session_hours: float = Field(24.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_SESSION_HOURS"))
+    callback_secret: SecretStr | None = Field(None, validation_alias=_env("KAKAO_DISPATCH_CALLBACK_SECRET"))
+    inbound_media_dir: Path | None = Field(None, validation_alias=_env("KAKAO_DISPATCH_INBOUND_MEDIA_DIR"))
+    events_stream_length: int = Field(100000, ge=100, validation_alias=_env("KAKAO_DISPATCH_EVENTS_STREAM_LENGTH"))
 
     @field_validator("friendtalk_window_text")
     @classmethod

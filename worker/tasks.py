@@ -1,21 +1,32 @@
-"""The Celery tasks; their names read as the flow of a job: dispatch_job, release_due_jobs, reconcile_jobs."""
+"""The Celery tasks, named as the flow of a job reads: dispatch_job, release_due_jobs, reconcile_jobs,
+process_callback (receipts and inbound messages), forward_job_events and deliver_job_event, copy_inbound_media.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import Any
 
 import httpx
 import redis
 from celery.signals import worker_process_shutdown
 
-from worker.celery import DISPATCH_QUEUE, app
+from worker import keys
+from worker.callbacks import handle_callback
+from worker.celery import CALLBACKS_QUEUE, DISPATCH_QUEUE, app
+from worker.contacts import ContactBook
 from worker.dispatch import Dispatcher, DispatchPolicy
+from worker.inbound import copy_inbound_media as copy_media
+from worker.job_events import CallbackRefused, event_document, post_job_event
+from worker.job_events import forward_job_events as forward_events
 from worker.jobs import JobStore
 from worker.media import MediaProber
 from worker.ratelimit import RateLimiter, Scope
+from worker.receipts import expire_orphans
 from worker.scheduling import reconcile_jobs as reconcile
 from worker.scheduling import release_due_jobs as release
 from worker.settings import Settings, get_settings
@@ -40,7 +51,20 @@ class Runtime:
 
     @cached_property
     def store(self) -> JobStore:
-        return JobStore(self.redis, retention_seconds=int(self.settings.retention_days * 86400))
+        return JobStore(
+            self.redis,
+            retention_seconds=int(self.settings.retention_days * 86400),
+            stream_length=self.settings.events_stream_length,
+        )
+
+    @cached_property
+    def contacts(self) -> ContactBook:
+        return ContactBook(self.redis, session_seconds=self.settings.session_hours * 3600)
+
+    @cached_property
+    def http(self) -> httpx.Client:
+        """For producers' callback URLs and inbound media copies (not Sinch: that has its own client)."""
+        return httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0), follow_redirects=False)
 
     @cached_property
     def dispatcher(self) -> Dispatcher:
@@ -68,6 +92,7 @@ class Runtime:
             ),
             templates=templates,
             media=media.probe if media else None,
+            sessions=self.contacts.open_session_for,
         )
 
     def queue_depth(self) -> int:
@@ -76,6 +101,8 @@ class Runtime:
     def close(self) -> None:
         if "dispatcher" in self.__dict__:
             self.dispatcher.sinch.close()
+        if "http" in self.__dict__:
+            self.http.close()
         if "redis" in self.__dict__:
             self.redis.close()
 
@@ -133,7 +160,60 @@ def reconcile_jobs() -> None:
         unknown_timeout=current.settings.unknown_timeout,
         queue_depth=current.queue_depth,
     )
+    expire_orphans(current.store, datetime.now(UTC))
     for name in ("republished", "requeued", "unknown", "timed_out"):
         ids = getattr(report, name)
         if ids:
             log.warning("reconciler %s %d jobs: %s", name, len(ids), ", ".join(ids[:20]))
+
+
+@app.task(name="kakao_dispatch.process_callback", acks_late=True)
+def process_callback(payload: dict[str, Any], received_at_ms: int) -> None:
+    """A Sinch callback the gateway accepted: a delivery receipt or a user's message."""
+    current = runtime()
+    outcome, message = handle_callback(current.store, current.contacts, payload, datetime.now(UTC))
+    log.info("callback (received %d): %s", received_at_ms, outcome)
+    if message is not None and message.media_url and current.settings.inbound_media_dir is not None:
+        copy_inbound_media.apply_async((message.contact_id, message.id, message.media_url), queue=CALLBACKS_QUEUE)
+
+
+@app.task(name="kakao_dispatch.copy_inbound_media", acks_late=True, autoretry_for=(httpx.HTTPError, OSError),
+          retry_backoff=5, retry_backoff_max=300, max_retries=8)  # fmt: skip
+def copy_inbound_media(contact_id: str, message_id: str, url: str) -> None:
+    """Keep a user's media before Sinch deletes it (7 days after it arrived)."""
+    current = runtime()
+    directory = current.settings.inbound_media_dir
+    if directory is not None:
+        path = copy_media(current.http, current.store, directory, contact_id, message_id, url)
+        log.info("copied inbound media %s to %s", message_id, path)
+
+
+@app.task(name="kakao_dispatch.forward_job_events", acks_late=False)
+def forward_job_events() -> None:
+    """Hand new status changes of jobs with a callback_url to delivery tasks (beat, every second)."""
+    current = runtime()
+
+    def hand_on(job_id: str, event: dict[str, str]) -> None:
+        deliver_job_event.apply_async((job_id, event), queue=CALLBACKS_QUEUE)
+
+    forward_events(current.redis, hand_on, consumer=f"forwarder-{os.getpid()}")
+
+
+@app.task(name="kakao_dispatch.deliver_job_event", bind=True, acks_late=True, max_retries=6)
+def deliver_job_event(self: Any, job_id: str, event: dict[str, str]) -> None:
+    """POST one job event to the job's callback_url; retried with backoff (1, 2, 4 ... 32 s), then given up."""
+    current = runtime()
+    found = event_document(current.store, job_id, event)
+    if found is None:
+        return
+    url, body = found
+    secret = current.settings.callback_secret.get_secret_value() if current.settings.callback_secret else None
+    try:
+        post_job_event(current.http, url, body, secret)
+    except CallbackRefused as error:
+        if self.request.retries >= self.max_retries:
+            current.redis.hincrby(keys.COUNTERS, "job_events:undelivered", 1)
+            log.warning("gave up delivering event of %s: %s", job_id, error, extra={"job_id": job_id})
+            return
+        raise self.retry(exc=error, countdown=2**self.request.retries) from error
+    current.redis.hincrby(keys.COUNTERS, "job_events:delivered", 1)

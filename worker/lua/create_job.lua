@@ -1,8 +1,9 @@
 -- Create a job record unless its idempotency key already names one.
 -- KEYS[1] idempotency key (a key nobody writes when the job has none)
 -- KEYS[2] job hash   KEYS[3] job events list   KEYS[4] status index of the first status   KEYS[5] status counts
+-- KEYS[6] job events stream   KEYS[7] callback outbox stream
 -- ARGV[1] job id   ARGV[2] first status   ARGV[3] now (ms)   ARGV[4] index score
--- ARGV[5] "1" when the job has an idempotency key   ARGV[6] idempotency TTL (s)   ARGV[7] index the status ("1"/"0")
+-- ARGV[5] "1" when the job has an idempotency key   ARGV[6] idempotency TTL (s)   ARGV[7] stream max length
 -- ARGV[8..] field, value pairs of the record
 -- Returns {1, job id} when created, {0, existing job id} when the key was taken.
 if ARGV[5] == "1" then
@@ -17,9 +18,7 @@ for i = 8, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
 redis.call("HSET", KEYS[2], "status", ARGV[2], "created_at", ARGV[3], "updated_at", ARGV[3], unpack(fields))
-redis.call("RPUSH", KEYS[3], cjson.encode({at = tonumber(ARGV[3]), from = cjson.null, to = ARGV[2], reason = "created"}))
-if ARGV[7] == "1" then
-  redis.call("ZADD", KEYS[4], tonumber(ARGV[4]), ARGV[1])
-end
+record_event(KEYS[2], KEYS[3], KEYS[6], KEYS[7], ARGV[7], ARGV[1], "", ARGV[2], ARGV[3], "created")
+redis.call("ZADD", KEYS[4], tonumber(ARGV[4]), ARGV[1])
 redis.call("HINCRBY", KEYS[5], ARGV[2], 1)
 return {1, ARGV[1]}

@@ -1,11 +1,12 @@
 -- Move a job from one of the expected statuses to a new one: the compare-and-set of every status change.
 -- KEYS[1] job hash   KEYS[2] job events list   KEYS[3] status counts
 -- KEYS[4..7] status indexes of scheduled, queued, sending, unknown (worker.keys.INDEXED_STATUSES, in that order)
--- ARGV[1] job id   ARGV[2] expected statuses, comma-separated   ARGV[3] new status   ARGV[4] now (ms)
--- ARGV[5] index score for the new status (due time for scheduled, else now)
+-- KEYS[8] job events stream   KEYS[9] callback outbox stream
+-- ARGV[1] job id   ARGV[2] expected statuses, comma-separated   ARGV[3] new status ("" = keep the current one)
+-- ARGV[4] now (ms)   ARGV[5] index score for the new status (due time for scheduled, else now)
 -- ARGV[6] owner token the job must hold ("" = not checked)   ARGV[7] reason (free text for the event)
--- ARGV[8] retention (s) applied when the new status is terminal, else "0"
--- ARGV[9] number N of fields to delete, ARGV[10 .. 9+N] their names, then field, value pairs to set
+-- ARGV[8] retention (s) applied when the new status is terminal, else "0"   ARGV[9] stream max length
+-- ARGV[10] number N of fields to delete, ARGV[11 .. 10+N] their names, then field, value pairs to set
 -- Returns {1, previous status} on success, {0, current status or ""} when the status did not match
 -- (a missing job, an owner mismatch, or a duplicate/late transition: nothing changes).
 local current = redis.call("HGET", KEYS[1], "status")
@@ -25,32 +26,35 @@ if ARGV[6] ~= "" and redis.call("HGET", KEYS[1], "owner") ~= ARGV[6] then
   return {0, current}
 end
 
+local new_status = ARGV[3] ~= "" and ARGV[3] or current
 -- A transition to the same status only records fields and an event (e.g. "request handed to Sinch").
-local moves = current ~= ARGV[3]
+local moves = current ~= new_status
 local indexed = {scheduled = KEYS[4], queued = KEYS[5], sending = KEYS[6], unknown = KEYS[7]}
 if moves and indexed[current] then
   redis.call("ZREM", indexed[current], ARGV[1])
 end
-if moves and indexed[ARGV[3]] then
-  redis.call("ZADD", indexed[ARGV[3]], tonumber(ARGV[5]), ARGV[1])
+if moves and indexed[new_status] then
+  redis.call("ZADD", indexed[new_status], tonumber(ARGV[5]), ARGV[1])
 end
 
-local deletes = tonumber(ARGV[9])
-for i = 10, 9 + deletes do
+local deletes = tonumber(ARGV[10])
+for i = 11, 10 + deletes do
   redis.call("HDEL", KEYS[1], ARGV[i])
 end
 local fields = {}
-for i = 10 + deletes, #ARGV do
+for i = 11 + deletes, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
-redis.call("HSET", KEYS[1], "status", ARGV[3], "updated_at", ARGV[4], unpack(fields))
-redis.call("RPUSH", KEYS[2], cjson.encode({at = tonumber(ARGV[4]), from = current, to = ARGV[3], reason = ARGV[7]}))
+redis.call("HSET", KEYS[1], "status", new_status, "updated_at", ARGV[4], unpack(fields))
 if moves then
-  redis.call("HINCRBY", KEYS[3], ARGV[3], 1)
+  record_event(KEYS[1], KEYS[2], KEYS[8], KEYS[9], ARGV[9], ARGV[1], current, new_status, ARGV[4], ARGV[7])
+  redis.call("HINCRBY", KEYS[3], new_status, 1)
+else
+  redis.call("RPUSH", KEYS[2], cjson.encode({at = tonumber(ARGV[4]), from = current, to = current, reason = ARGV[7]}))
 end
 
 local retention = tonumber(ARGV[8])
-if retention > 0 then
+if moves and retention > 0 then
   -- Terminal: one-time codes in template parameters are not kept, and the record ages out.
   redis.call("HDEL", KEYS[1], "parameters", "owner")
   redis.call("HSET", KEYS[1], "terminal_at", ARGV[4])

@@ -1,0 +1,15 @@
+-- Prelude prepended to every script that changes a job's status (worker.jobs loads them together).
+-- record_event appends one status change to the job's event list, to the public stream of job
+-- events (trimmed to about `maxlen`), and, when the job has a callback_url, to the callback outbox
+-- that the forwarder POSTs from. One place, inside the same atomic script as the change itself.
+local function record_event(job_key, events_key, stream_key, outbox_key, maxlen, job_id, previous, status, at, reason)
+  redis.call("RPUSH", events_key,
+    cjson.encode({at = tonumber(at), from = previous ~= "" and previous or cjson.null, to = status, reason = reason}))
+  local fields = {"job_id", job_id, "from", previous, "to", status, "at", tostring(at), "reason", reason}
+  redis.call("XADD", stream_key, "MAXLEN", "~", maxlen, "*", unpack(fields))
+  local callback = redis.call("HGET", job_key, "callback_url")
+  if callback and callback ~= "" then
+    redis.call("XADD", outbox_key, "MAXLEN", "~", maxlen, "*", unpack(fields))
+  end
+end
+
