@@ -123,9 +123,11 @@ def demo() -> None:
 
 def _register_commands() -> None:
     """Commands that live beside the modules they drive."""
+    from producers.gateway import register as register_gateway
     from producers.setup_commands import register as register_setup
     from simulator.cli import register as register_simulator
 
+    register_gateway(app)
     register_simulator(app)
     register_setup(app)
 

@@ -10,8 +10,6 @@ number of times. Receivers should treat events as at-least-once and order them b
 from __future__ import annotations
 
 import json
-import secrets
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -21,13 +19,11 @@ import redis
 from worker import keys
 from worker.jobs import JobStore, from_ms
 from worker.recipients import mask_msisdn
-from worker.signing import sign
+from worker.signing import SignatureHeaders, signed_headers
 
 FORWARDER_GROUP = "forwarder"
-SIGNATURE_HEADER = "x-kakao-dispatch-signature"
-NONCE_HEADER = "x-kakao-dispatch-signature-nonce"
-TIMESTAMP_HEADER = "x-kakao-dispatch-signature-timestamp"
-ALGORITHM_HEADER = "x-kakao-dispatch-signature-algorithm"
+HEADERS = SignatureHeaders.with_prefix("x-kakao-dispatch-signature")
+SIGNATURE_HEADER, NONCE_HEADER, TIMESTAMP_HEADER = HEADERS.signature, HEADERS.nonce, HEADERS.timestamp
 
 
 class CallbackRefused(Exception):
@@ -102,13 +98,7 @@ def post_job_event(client: httpx.Client, url: str, body: Mapping[str, Any], secr
     raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
     headers = {"Content-Type": "application/json"}
     if secret:
-        nonce, timestamp = secrets.token_hex(16), str(int(time.time()))
-        headers |= {
-            SIGNATURE_HEADER: sign(secret, raw, nonce, timestamp),
-            NONCE_HEADER: nonce,
-            TIMESTAMP_HEADER: timestamp,
-            ALGORITHM_HEADER: "HmacSHA256",
-        }
+        headers |= signed_headers(secret, raw, names=HEADERS)
     try:
         response = client.post(url, content=raw, headers=headers)
     except httpx.HTTPError as error:
