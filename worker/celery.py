@@ -9,6 +9,8 @@ long ETA (deferred jobs wait in Redis, see worker.scheduling), so redelivery nev
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
 from kombu import Queue
 
@@ -20,9 +22,21 @@ DISPATCH_TASK = "kakao_dispatch.dispatch_job"
 
 
 def create_app(settings: Settings | None = None) -> Celery:
-    """The app for these settings (the environment's by default); producers make one for their own broker."""
-    settings = settings or get_settings()
-    celery_app = Celery("kakao_dispatch", broker=settings.broker_url, include=["worker.tasks"])
+    """The app for these settings; without them, the environment's, read when the app is first used.
+
+    Reading lazily lets the gateway and the command line import this module without a valid
+    environment: they report a bad setting as one line instead of failing at import.
+    """
+    celery_app = Celery("kakao_dispatch", include=["worker.tasks"])
+    if settings is None:
+        celery_app.add_defaults(lambda: celery_config(get_settings()))
+    else:
+        celery_app.conf.update(celery_config(settings))
+    return celery_app
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for these kakao-dispatch settings (DESIGN §3)."""
     transport_options = {
         "visibility_timeout": settings.visibility_timeout,
         # kombu >= 5.7: sweep unacked messages every few seconds instead of ~100 s.
@@ -34,7 +48,8 @@ def create_app(settings: Settings | None = None) -> Celery:
         "health_check_interval": 25,
         "retry_on_timeout": True,
     }
-    celery_app.conf.update(
+    return dict(
+        broker_url=settings.broker_url,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -75,7 +90,6 @@ def create_app(settings: Settings | None = None) -> Celery:
         enable_utc=True,
         worker_hijack_root_logger=False,
     )
-    return celery_app
 
 
 app = create_app()
