@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["bench.bench_simulator"]
+BENCHMARKS = ["bench.bench_simulator", "bench.bench_enqueue"]
 
 
 def main() -> int:

@@ -18,7 +18,7 @@ from worker.templates import TemplateRegistry
 from worker.verdict import CheckContext, Verdict, check_request
 from worker.violations import Violation
 
-#: Celery messages buffered per Redis pipeline when publishing (kombu >= 5.7 `Producer.batch`).
+#: Celery messages pushed per Redis round trip when publishing.
 PUBLISH_BATCH = 1000
 
 
@@ -65,6 +65,7 @@ class Producer:
         self.window = window or settings.friendtalk_window
         self.clock = clock
         self._celery: Celery | None = None
+        self._broker: redis.Redis | None = None
 
     @classmethod
     def from_env(cls) -> Producer:
@@ -135,6 +136,8 @@ class Producer:
         self.store.redis.close()
         if self._celery is not None:
             self._celery.close()
+        if self._broker is not None and self._broker is not self.store.redis:
+            self._broker.close()
 
     def _status(self, job_id: str) -> str:
         job = self.store.get(job_id, with_events=False)
@@ -144,13 +147,12 @@ class Producer:
         """Only the job id travels in the Celery message; the record was saved first."""
         if not job_ids:
             return
-        from worker.celery import DISPATCH_QUEUE, DISPATCH_TASK, create_app  # the Celery app only when publishing
+        from worker.celery import create_app  # the Celery app only when publishing
+        from worker.publishing import publish_dispatch_many
 
         if self._celery is None:
             self._celery = create_app(self.settings)
-            # A task-sent event per job would double the Redis writes of a campaign; workers still
-            # emit received/started/succeeded events, which is what Flower shows.
-            self._celery.conf.task_send_sent_event = False
-        with self._celery.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH):
-            for job_id in job_ids:
-                self._celery.send_task(DISPATCH_TASK, (job_id,), queue=DISPATCH_QUEUE, producer=producer)
+        if self._broker is None:
+            same = self.settings.broker_url == self.settings.redis_url
+            self._broker = self.store.redis if same else redis.Redis.from_url(self.settings.broker_url)
+        publish_dispatch_many(self._celery, self._broker, job_ids, batch=PUBLISH_BATCH)

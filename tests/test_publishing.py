@@ -1,0 +1,41 @@
+"""Bulk-published dispatch messages are exactly what Celery's own send_task would have queued."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import redis
+
+from worker.celery import DISPATCH_QUEUE, DISPATCH_TASK, create_app
+from worker.publishing import publish_dispatch_many
+from worker.redis_server import RedisServer
+from worker.settings import Settings
+
+VARYING_HEADERS = {"id", "root_id", "origin"}  # per message (and per process)
+VARYING_PROPERTIES = {"correlation_id", "reply_to", "delivery_tag"}
+
+
+def test_envelopes_match_send_task(redis_server: RedisServer, redis_client: redis.Redis) -> None:
+    app = create_app(Settings(KAKAO_DISPATCH_REDIS_URL=redis_server.url))  # type: ignore[call-arg]
+    app.conf.task_send_sent_event = False
+    app.send_task(DISPATCH_TASK, ("job_A",), queue=DISPATCH_QUEUE)
+    publish_dispatch_many(app, redis_client, ["job_A", "job_B", "job_C"], batch=2)
+    app.close()
+    raw = redis_client.lrange(DISPATCH_QUEUE, 0, -1)
+    reference, *ours = [json.loads(item) for item in reversed(raw)]  # consumers pop from the right: FIFO
+    assert [json.loads(base64.b64decode(m["body"]))[0] for m in ours] == [["job_A"], ["job_B"], ["job_C"]]
+    for message in ours:
+        assert message["body"] == reference["body"] or json.loads(base64.b64decode(message["body"]))[1:] == (
+            json.loads(base64.b64decode(reference["body"]))[1:]
+        )
+        assert {k: v for k, v in message["headers"].items() if k not in VARYING_HEADERS | {"argsrepr"}} == {
+            k: v for k, v in reference["headers"].items() if k not in VARYING_HEADERS | {"argsrepr"}
+        }
+        assert message["headers"]["root_id"] == message["headers"]["id"] == message["properties"]["correlation_id"]
+        assert {k: v for k, v in message["properties"].items() if k not in VARYING_PROPERTIES} == {
+            k: v for k, v in reference["properties"].items() if k not in VARYING_PROPERTIES
+        }
+        assert {k: v for k, v in message.items() if k not in ("body", "headers", "properties")} == {
+            k: v for k, v in reference.items() if k not in ("body", "headers", "properties")
+        }
