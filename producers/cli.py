@@ -124,12 +124,14 @@ def demo() -> None:
 def _register_commands() -> None:
     """Commands that live beside the modules they drive."""
     from producers.gateway import register as register_gateway
+    from producers.operator_commands import register as register_operator
     from producers.setup_commands import register as register_setup
     from simulator.cli import register as register_simulator
 
     register_gateway(app)
     register_simulator(app)
     register_setup(app)
+    register_operator(app)
 
 
 _register_commands()

@@ -16,8 +16,8 @@ from typing import Any
 from PIL import Image
 from rich.console import Console
 from rich.table import Table
-from worker.media import MediaProber
 
+from worker.media import MediaProber
 from worker.sending_window import SendingWindow
 from worker.templates import TemplateRegistry
 from worker.verdict import CheckContext, check_request

@@ -1,5 +1,5 @@
-"""The gateway: an ASGI app (FastAPI) with the Sinch webhook endpoint and health checks;
-the HTTP API for producers joins it later.
+"""The gateway: an ASGI app (FastAPI) with the HTTP API for producers (`producers.api`), the Sinch
+webhook endpoint and health checks.
 
 `POST /webhooks/sinch` answers Sinch quickly and does no processing itself: a callback that passes
 verification is published as the Celery task `kakao_dispatch.process_callback` on the `callbacks`
@@ -28,10 +28,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from producers.api import create_api_router
+from producers.producer import Producer
 from worker import keys
 from worker.celery import CALLBACKS_QUEUE, create_app
 from worker.settings import Settings, get_settings
 from worker.signing import SignatureRejected, check_signed_request
+from worker.templates import TemplateRegistry
 
 log = logging.getLogger(__name__)
 
@@ -183,14 +186,21 @@ class SinchWebhook:
 
 
 def create_gateway(settings: Settings | None = None, *, redis_client: redis.Redis | None = None) -> FastAPI:
-    """The gateway for these settings (the environment's by default); a given Redis client is not closed."""
+    """The gateway for these settings (the environment's by default); a given Redis client is not closed.
+
+    The client must decode responses (`decode_responses=True`): the producer's job store reads text.
+    """
     settings = settings or get_settings()
     owns_redis = redis_client is None
     client = redis_client or redis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=25
+        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=25, decode_responses=True
     )
+    if not client.get_connection_kwargs().get("decode_responses"):
+        raise ValueError("the gateway's Redis client must be created with decode_responses=True")
     celery_app = create_app(settings)
     webhook = SinchWebhook(settings, client, celery_app)
+    templates = TemplateRegistry.from_file(settings.templates_path) if settings.templates_path else None
+    producer = Producer(client, settings=settings, templates=templates)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -199,12 +209,15 @@ def create_gateway(settings: Settings | None = None, *, redis_client: redis.Redi
         yield
         celery_app.close()
         if owns_redis:
+            producer.close()  # its Celery app, and the client they share
             client.close()
 
     gateway = FastAPI(title="kakao-dispatch gateway", lifespan=lifespan)
     gateway.state.settings = settings
     gateway.state.redis = client
     gateway.state.celery = celery_app
+    gateway.state.producer = producer
+    gateway.include_router(create_api_router(producer, settings.api_keys))
 
     @gateway.post("/webhooks/sinch", summary="Sinch Conversation API callbacks")
     async def sinch_webhook(request: Request) -> JSONResponse:
@@ -255,7 +268,7 @@ def register(app: typer.Typer) -> None:
         host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     ) -> None:
-        """Serve the gateway: the Sinch webhook endpoint (/webhooks/sinch), /healthz and /readyz."""
+        """Serve the gateway: the HTTP API (/v1, OpenAPI at /docs), the Sinch webhook endpoint, /healthz and /readyz."""
         from producers.cli import fail, load_settings
 
         settings = load_settings()
@@ -265,7 +278,8 @@ def register(app: typer.Typer) -> None:
             fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
         bound_host, bound_port = sock.getsockname()[:2]
         typer.echo(
-            f"kakao-dispatch gateway on http://{bound_host}:{bound_port} (POST /webhooks/sinch, /healthz, /readyz)"
+            f"kakao-dispatch gateway on http://{bound_host}:{bound_port} "
+            "(API /v1, OpenAPI /openapi.json, POST /webhooks/sinch, /healthz, /readyz)"
         )
         config = uvicorn.Config(create_gateway(settings), lifespan="on", log_level="info", timeout_graceful_shutdown=5)
         uvicorn.Server(config).run(sockets=[sock])

@@ -26,8 +26,10 @@ def test_envelopes_match_send_task(redis_server: RedisServer, redis_client: redi
     reference, *ours = [json.loads(item) for item in reversed(raw)]  # consumers pop from the right: FIFO
     assert [json.loads(base64.b64decode(m["body"]))[0] for m in ours] == [["job_A"], ["job_B"], ["job_C"]]
     for message in ours:
-        assert message["body"] == reference["body"] or json.loads(base64.b64decode(message["body"]))[1:] == (
-            json.loads(base64.b64decode(reference["body"]))[1:]
+        assert (
+            message["body"] == reference["body"]
+            or json.loads(base64.b64decode(message["body"]))[1:]
+            == (json.loads(base64.b64decode(reference["body"]))[1:])
         )
         assert {k: v for k, v in message["headers"].items() if k not in VARYING_HEADERS | {"argsrepr"}} == {
             k: v for k, v in reference["headers"].items() if k not in VARYING_HEADERS | {"argsrepr"}

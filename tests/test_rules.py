@@ -6,8 +6,8 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from worker.media import MediaInfo, MediaUnreachable
 
+from worker.media import MediaInfo, MediaUnreachable
 from worker.sending_window import KST
 from worker.verdict import CheckContext, Verdict, check_request
 
