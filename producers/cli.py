@@ -1,4 +1,4 @@
-"""The `kakao-dispatch` command line: `check` a request against the KakaoTalk rules, `demo`, `simulator`."""
+"""The `kakao-dispatch` command line: `check` and `examples` here; the other commands register from their modules."""
 
 from __future__ import annotations
 
@@ -114,24 +114,28 @@ def check(
 
 
 @app.command()
-def demo() -> None:
+def examples() -> None:
     """Check every example request (each message type, valid and invalid) and show the verdicts in a table."""
-    from producers.demo import run_demo
+    from producers.demo import run_examples
 
-    raise typer.Exit(run_demo())
+    raise typer.Exit(run_examples())
 
 
 def _register_commands() -> None:
     """Commands that live beside the modules they drive."""
     from producers.gateway import register as register_gateway
     from producers.operator_commands import register as register_operator
+    from producers.sandbox import register as register_sandbox
     from producers.setup_commands import register as register_setup
+    from producers.story import register as register_demo
     from simulator.cli import register as register_simulator
 
     register_gateway(app)
     register_simulator(app)
     register_setup(app)
     register_operator(app)
+    register_sandbox(app)
+    register_demo(app)
 
 
 _register_commands()

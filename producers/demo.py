@@ -1,4 +1,4 @@
-"""`kakao-dispatch demo` (for now): the verdict on every example request, served media included, in one table."""
+"""`kakao-dispatch examples`: the verdict on every example request, served media included, in one table."""
 
 from __future__ import annotations
 
@@ -49,17 +49,30 @@ class _ImageHandler(BaseHTTPRequestHandler):
         return
 
 
+class MediaServer:
+    """A local image server so the media rules run on real downloads without leaving the machine."""
+
+    def __init__(self) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _ImageHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> MediaServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 @contextmanager
 def serve_demo_media() -> Iterator[str]:
-    """A local image server so the media rules run on real downloads without leaving the machine."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ImageHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = MediaServer().start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield server.url
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
 def _outcome_matches(case: dict[str, Any], verdict: dict[str, Any]) -> bool:
@@ -73,7 +86,7 @@ def _outcome_matches(case: dict[str, Any], verdict: dict[str, Any]) -> bool:
     return set(case.get("rules", [])) <= found
 
 
-def run_demo(console: Console | None = None) -> int:
+def run_examples(console: Console | None = None) -> int:
     """Check each example; 0 when every verdict is the expected one."""
     console = console or Console()
     cases = json.loads((EXAMPLES / "demo_cases.json").read_text(encoding="utf-8"))

@@ -147,8 +147,8 @@ def test_bad_environment_setting_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_demo_checks_every_example_and_exits_0() -> None:
-    result = run("demo")
+def test_examples_checks_every_example_and_exits_0() -> None:
+    result = run("examples")
     assert result.returncode == 0, result.stdout + result.stderr
     cases = json.loads((EXAMPLES / "demo_cases.json").read_text(encoding="utf-8"))
     assert f"{len(cases)} of {len(cases)} verdicts as expected" in result.stdout
