@@ -1,5 +1,5 @@
 """The gateway: an ASGI app (FastAPI) with the HTTP API for producers (`producers.api`), the Sinch
-webhook endpoint and health checks.
+webhook endpoint, health checks and the Prometheus metrics (`worker.metrics`, read from Redis when scraped).
 
 `POST /webhooks/sinch` answers Sinch quickly and does no processing itself: a callback that passes
 verification is published as the Celery task `kakao_dispatch.process_callback` on the `callbacks`
@@ -25,16 +25,16 @@ import typer
 import uvicorn
 from celery import Celery
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from producers.api import create_api_router
 from producers.producer import Producer
-from worker import keys
-from worker.celery import CALLBACKS_QUEUE, create_app
+from worker import keys, logs, metrics
+from worker.celery import CALLBACKS_QUEUE, DISPATCH_QUEUE, create_app
 from worker.settings import Settings, get_settings
 from worker.signing import SignatureRejected, check_signed_request
-from worker.templates import TemplateRegistry
+from worker.templates import TemplateRegistry, TemplateRegistryError
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +191,8 @@ def create_gateway(settings: Settings | None = None, *, redis_client: redis.Redi
     The client must decode responses (`decode_responses=True`): the producer's job store reads text.
     """
     settings = settings or get_settings()
+    # First, so that an unreadable registry (TemplateRegistryError) is refused before any connection is made.
+    templates = TemplateRegistry.from_file(settings.templates_path) if settings.templates_path else None
     owns_redis = redis_client is None
     client = redis_client or redis.Redis.from_url(
         settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=25, decode_responses=True
@@ -199,7 +201,6 @@ def create_gateway(settings: Settings | None = None, *, redis_client: redis.Redi
         raise ValueError("the gateway's Redis client must be created with decode_responses=True")
     celery_app = create_app(settings)
     webhook = SinchWebhook(settings, client, celery_app)
-    templates = TemplateRegistry.from_file(settings.templates_path) if settings.templates_path else None
     producer = Producer(client, settings=settings, templates=templates)
 
     @asynccontextmanager
@@ -244,6 +245,20 @@ def create_gateway(settings: Settings | None = None, *, redis_client: redis.Redi
             return JSONResponse({"status": "unavailable", "reason": f"redis: {error}"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
+    scraper = metrics.Scraper(
+        client,
+        queues=(DISPATCH_QUEUE, CALLBACKS_QUEUE),
+        broker_url=None if settings.broker_url == settings.redis_url else settings.broker_url,
+    )
+
+    @gateway.get("/metrics", summary="Prometheus metrics (no API key)", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        try:
+            body = scraper.scrape()
+        except UNAVAILABLE_ERRORS as error:
+            return PlainTextResponse(f"metrics unavailable: redis: {error}\n", status_code=503)
+        return Response(body, media_type=metrics.CONTENT_TYPE)
+
     return gateway
 
 
@@ -268,10 +283,14 @@ def register(app: typer.Typer) -> None:
         host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     ) -> None:
-        """Serve the gateway: the HTTP API (/v1, OpenAPI at /docs), the Sinch webhook endpoint, /healthz and /readyz."""
+        """Serve the gateway: the HTTP API (/v1, OpenAPI at /docs), the Sinch webhook, /metrics, /healthz, /readyz."""
         from producers.cli import fail, load_settings
 
         settings = load_settings()
+        try:
+            gateway = create_gateway(settings)
+        except TemplateRegistryError as error:
+            fail(str(error))
         try:
             sock = listening_socket(host, port)
         except OSError as error:
@@ -279,7 +298,11 @@ def register(app: typer.Typer) -> None:
         bound_host, bound_port = sock.getsockname()[:2]
         typer.echo(
             f"kakao-dispatch gateway on http://{bound_host}:{bound_port} "
-            "(API /v1, OpenAPI /openapi.json, POST /webhooks/sinch, /healthz, /readyz)"
+            "(API /v1, OpenAPI /openapi.json, POST /webhooks/sinch, /metrics, /healthz, /readyz)"
         )
-        config = uvicorn.Config(create_gateway(settings), lifespan="on", log_level="info", timeout_graceful_shutdown=5)
+        logs.configure_logging("json")  # after the one-line failures above: from here on, log lines
+        config = uvicorn.Config(
+            gateway, lifespan="on", log_config=None, log_level=logging.getLogger().level,
+            timeout_graceful_shutdown=5,
+        )  # fmt: skip
         uvicorn.Server(config).run(sockets=[sock])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,6 +67,7 @@ class Producer:
         self.clock = clock
         self._celery: Celery | None = None
         self._broker: redis.Redis | None = None
+        self._publisher_lock = threading.Lock()  # the gateway publishes from its threadpool
 
     @classmethod
     def from_env(cls) -> Producer:
@@ -147,12 +149,19 @@ class Producer:
         """Only the job id travels in the Celery message; the record was saved first."""
         if not job_ids:
             return
-        from worker.celery import create_app  # the Celery app only when publishing
         from worker.publishing import publish_dispatch_many
 
-        if self._celery is None:
-            self._celery = create_app(self.settings)
-        if self._broker is None:
-            same = self.settings.broker_url == self.settings.redis_url
-            self._broker = self.store.redis if same else redis.Redis.from_url(self.settings.broker_url)
-        publish_dispatch_many(self._celery, self._broker, job_ids, batch=PUBLISH_BATCH)
+        celery, broker = self._publisher()
+        publish_dispatch_many(celery, broker, job_ids, batch=PUBLISH_BATCH)
+
+    def _publisher(self) -> tuple[Celery, redis.Redis]:
+        """The Celery app and broker connection, created once however many threads publish at the same time."""
+        with self._publisher_lock:
+            if self._celery is None:
+                from worker.celery import create_app  # the Celery app only when publishing
+
+                self._celery = create_app(self.settings)
+            if self._broker is None:
+                same = self.settings.broker_url == self.settings.redis_url
+                self._broker = self.store.redis if same else redis.Redis.from_url(self.settings.broker_url)
+            return self._celery, self._broker

@@ -61,7 +61,8 @@ class Pipeline:
             "KAKAO_DISPATCH_FRIENDTALK_WINDOW": window_around(datetime.now(UTC)),
             "KAKAO_DISPATCH_RETRY_BASE_SECONDS": "0.5",
             "KAKAO_DISPATCH_VISIBILITY_TIMEOUT": "10",
-            "KAKAO_DISPATCH_STALE_SECONDS": "4",
+            "KAKAO_DISPATCH_TASK_TIME_LIMIT": "3",
+            "KAKAO_DISPATCH_STALE_SECONDS": "6",
             "KAKAO_DISPATCH_SINCH_TIMEOUT": "2",
         }
         self.processes: list[CeleryProcess] = []

@@ -6,6 +6,7 @@ these pin down each outcome class and each guard step by step.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -15,7 +16,7 @@ import httpx
 import pytest
 import redis
 
-from producers.producer import Producer, RequestRejected
+from producers.producer import Enqueued, Producer, RequestRejected
 from worker.dispatch import Dispatcher, DispatchPolicy
 from worker.jobs import JobStore
 from worker.ratelimit import RateLimiter, Scope
@@ -203,7 +204,7 @@ def test_no_answer_is_unknown_and_never_resent(
     assert dispatcher.dispatch(job.id) == "skipped: job is unknown"
     clock.advance(3600)
     report = reconcile_jobs(producer.store, lambda job_id, eta: None, now=clock.now, stale_seconds=60,
-                            unknown_timeout=7200, queue_depth=lambda: 0)  # fmt: skip
+                            unknown_timeout=7200)  # fmt: skip
     assert report.republished == [] and status(producer.store, job.id) == "unknown"
     assert len(sinch.sent) == 1
 
@@ -224,8 +225,8 @@ def test_friendtalk_outside_the_window_parks_until_8_kst(
     parked = producer.get(job.id)
     assert parked is not None and parked.not_before == datetime(2026, 11, 25, 8, 0, tzinfo=KST)
     clock.now = datetime(2026, 11, 25, 7, 59, 59, tzinfo=KST)
-    assert release_due_jobs(producer.store, lambda job_id, eta: None, now=clock.now, queue_depth=lambda: 0,
-                            max_queue_depth=100, horizon_seconds=0) == 0  # fmt: skip
+    assert release_due_jobs(producer.store, lambda job_id, eta: None, now=clock.now, max_queue_depth=100,
+                            horizon_seconds=0) == 0  # fmt: skip
     release_and_dispatch(producer.store, dispatcher, clock, 1)
     assert status(producer.store, job.id) == "sent" and len(sinch.sent) == 1
 
@@ -274,7 +275,7 @@ def test_a_worker_that_died_before_sending_is_repaired_and_after_sending_is_unkn
                      fields={"http_started_at": 1})  # fmt: skip
     republished: list[str] = []
     report = reconcile_jobs(store, lambda job_id, eta: republished.append(job_id), now=clock.now + timedelta(
-        seconds=120), stale_seconds=60, unknown_timeout=3600, queue_depth=lambda: 5)  # fmt: skip
+        seconds=120), stale_seconds=60, unknown_timeout=3600)  # fmt: skip
     assert (report.requeued, report.unknown, republished) == ([before.id], [after.id], [before.id])
     assert dispatcher.dispatch(before.id) == "sent"
     assert status(store, after.id) == "unknown"
@@ -283,7 +284,80 @@ def test_a_worker_that_died_before_sending_is_repaired_and_after_sending_is_unkn
 def release_and_dispatch(store: JobStore, dispatcher: Dispatcher, clock: FakeClock, seconds: float) -> None:
     clock.advance(seconds)
     released: list[str] = []
-    release_due_jobs(store, lambda job_id, eta: released.append(job_id), now=clock.now, queue_depth=lambda: 0,
-                     max_queue_depth=100)  # fmt: skip
+    release_due_jobs(store, lambda job_id, eta: released.append(job_id), now=clock.now, max_queue_depth=100)
     for job_id in released:
         dispatcher.dispatch(job_id)
+
+
+def reconciler_runs_meanwhile(store: JobStore, clock: FakeClock, then: Handler) -> Handler:
+    """Sinch is slow to answer: meanwhile the reconciler judges the send stale and makes the job `unknown`."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        report = reconcile_jobs(store, lambda job_id, eta: None, now=clock.now + timedelta(seconds=120),
+                                stale_seconds=60, unknown_timeout=3600)  # fmt: skip
+        assert len(report.unknown) == 1
+        return then(request)
+
+    return handler
+
+
+@pytest.mark.parametrize(("answer_", "outcome"), [(answer(400), "failed"), (answer(503), "scheduled")])
+def test_the_owner_still_settles_a_job_the_reconciler_made_unknown_meanwhile(
+    producer: Producer, dispatcher: Dispatcher, sinch: Sinch, clock: FakeClock, answer_: Handler, outcome: str
+) -> None:
+    sinch.script = [reconciler_runs_meanwhile(producer.store, clock, answer_)]
+    job = producer.send(ALIMTALK)
+    assert dispatcher.dispatch(job.id) == outcome
+    assert status(producer.store, job.id) == outcome and producer.store.count_in("unknown") == 0
+
+
+def test_429s_do_not_use_up_the_attempts(
+    producer: Producer, dispatcher: Dispatcher, sinch: Sinch, clock: FakeClock
+) -> None:
+    dispatcher.limiter.max_pause_seconds = 1e-6  # the cluster-wide pause runs on Redis' clock, not the test's
+    sinch.script = [answer(429)] * 5 + [answer(503)]  # max_attempts is 3: five 429s and a 503 are not three refusals
+    job = producer.send(ALIMTALK)
+    dispatcher.dispatch(job.id)
+    for _ in range(6):
+        release_and_dispatch(producer.store, dispatcher, clock, 700)
+    done = producer.get(job.id)
+    assert done is not None and (done.status, done.attempts, done.throttled) == ("sent", 7, 5)
+
+
+def test_a_429_storm_is_bounded_by_time(
+    producer: Producer, dispatcher: Dispatcher, sinch: Sinch, clock: FakeClock
+) -> None:
+    dispatcher.policy = dataclasses.replace(dispatcher.policy, throttle_timeout=1800)
+    dispatcher.limiter.max_pause_seconds = 1e-6
+    sinch.script = [answer(429)] * 10
+    job = producer.send(ALIMTALK)
+    dispatcher.dispatch(job.id)
+    while status(producer.store, job.id) == "scheduled":
+        release_and_dispatch(producer.store, dispatcher, clock, 700)
+    done = producer.get(job.id)
+    assert done is not None and done.status == "failed" and done.delivery["code"] == "THROTTLED"
+    assert done.throttled_since is not None
+    assert 1800 <= (done.updated_at - done.throttled_since).total_seconds() < 1800 + 700
+
+
+@pytest.mark.parametrize("retry_after", ["999999999", "9" * 400])
+def test_a_huge_retry_after_is_clamped(
+    producer: Producer, dispatcher: Dispatcher, sinch: Sinch, clock: FakeClock, retry_after: str
+) -> None:
+    sinch.script = [answer(429, {"Retry-After": retry_after})]
+    job = producer.send(ALIMTALK)
+    assert dispatcher.dispatch(job.id) == "scheduled"
+    parked = producer.get(job.id)
+    assert parked is not None and parked.not_before is not None
+    assert (parked.not_before - clock.now).total_seconds() <= 300  # KAKAO_DISPATCH_MAX_RETRY_AFTER
+    decision = dispatcher.limiter.acquire()
+    assert not decision.allowed and 200 < decision.wait_seconds <= 300
+
+
+def test_the_not_before_a_producer_is_told_is_the_one_stored(producer: Producer, clock: FakeClock) -> None:
+    send_at = clock.now + timedelta(hours=1, microseconds=123_456)
+    [enqueued] = producer.send_many([{**ALIMTALK, "send_at": send_at.isoformat()}])
+    assert isinstance(enqueued, Enqueued) and enqueued.not_before is not None
+    stored = producer.get(enqueued.id)
+    assert stored is not None and stored.not_before == enqueued.not_before == producer.store.next_due()
+    assert timedelta(0) <= send_at - enqueued.not_before < timedelta(milliseconds=1)

@@ -8,6 +8,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -273,3 +274,23 @@ def test_the_gateway_command_refuses_a_taken_port_in_one_line() -> None:
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"kakao-dispatch: cannot listen on 127.0.0.1:{port}: ")
     assert "in use" in line
+
+
+@pytest.mark.parametrize(("content", "expected"), [("{not json", "is not valid JSON"), ('{"t": 1}', 'needs a "text"')])
+def test_the_gateway_command_refuses_a_broken_template_registry_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str, expected: str
+) -> None:
+    registry = tmp_path / "templates.json"
+    registry.write_text(content)
+    monkeypatch.setenv("KAKAO_DISPATCH_TEMPLATES", str(registry))
+    app = typer.Typer()
+    register(app)
+
+    @app.command()
+    def other() -> None:  # two commands, so typer keeps `gateway` as a subcommand name
+        """Unused."""
+
+    result = CliRunner().invoke(app, ["gateway", "--port", "0"])
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("kakao-dispatch: ") and expected in line and str(registry) in line

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
 
 from worker import keys
-from worker.jobs import JobStore, NewJob, new_job_id, new_owner_token
+from worker.jobs import JobStore, NewJob, from_ms, new_job_id, new_owner_token, to_ms
 from worker.send_request import SendRequest
 from worker.sending_window import KST
 
@@ -174,3 +174,50 @@ def test_create_many_in_one_pipeline(store: JobStore) -> None:
     results = store.create_many(jobs, NOW)
     assert sum(created for _, created in results) == 50
     assert len({job_id for job_id, _ in results}) == 50
+
+
+def test_an_idempotency_key_whose_job_is_gone_is_free(store: JobStore, redis_client: redis.Redis) -> None:
+    first, _ = store.create(new_job(alimtalk("order-9")), NOW)
+    redis_client.delete(keys.job(first), keys.events(first))  # the record aged out, the key (with its own TTL) did not
+    assert store.job_for_idempotency_key("order-9") is None
+    again, created = store.create(new_job(alimtalk("order-9")), NOW)
+    assert created and again != first and store.job_for_idempotency_key("order-9") == again
+
+
+def test_an_idempotency_key_expires_with_its_record_not_before(store: JobStore, redis_client: redis.Redis) -> None:
+    job_id, _ = store.create(new_job(alimtalk("order-10")), NOW)
+    assert redis_client.ttl(keys.idempotency("order-10")) == -1  # no TTL of its own while the job lives
+    store.transition(job_id, ["queued"], "cancelled", now=NOW, reason="test")
+    assert redis_client.ttl(keys.idempotency("order-10")) == redis_client.ttl(keys.job(job_id)) > 3500
+
+
+def test_a_sent_job_drops_its_parameters_and_ages_out_while_a_receipt_still_finds_it(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    job_id, _ = store.create(new_job(alimtalk("order-11")), NOW)
+    store.transition(job_id, ["queued"], "sending", now=NOW, reason="claimed", fields={"owner": "o"})
+    assert store.mark_sent(job_id, owner="o", message_id="m-11", attempts=1, now=NOW).ok
+    assert "482913" not in str(redis_client.hgetall(keys.job(job_id)))
+    for key in (keys.job(job_id), keys.events(job_id), keys.idempotency("order-11")):
+        assert 3500 < redis_client.ttl(key) <= 3600
+    receipt = {"status": "DELIVERED", "message_id": "m-11", "code": "", "sub_code": "", "description": ""}
+    assert store.apply_receipt(job_id, receipt, NOW + timedelta(minutes=30)) == ("applied", "delivered")
+
+
+def test_instants_are_stored_to_the_millisecond_exactly_as_computed(store: JobStore) -> None:
+    due = datetime(2026, 11, 24, 3, 0, 0, 123000, tzinfo=UTC)  # 0.123 s: not exact in binary floating point
+    job_id, _ = store.create(new_job(alimtalk(), not_before=due), NOW)
+    job = store.get(job_id)
+    assert job is not None and job.not_before == due and store.next_due() == due
+    assert to_ms(datetime(2286, 11, 20, 17, 46, 39, 999000, tzinfo=UTC)) == 9_999_999_999_999
+    assert from_ms(to_ms(due)) == due
+
+
+def test_the_event_streams_are_trimmed(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client, stream_length=100)
+    for _ in range(300):
+        job_id, _ = store.create(new_job(alimtalk()), NOW)
+        redis_client.hset(keys.job(job_id), "callback_url", "https://producer.example/hook")
+        store.cancel(job_id, NOW)
+    for stream in (keys.JOB_EVENTS_STREAM, keys.CALLBACK_OUTBOX):
+        assert redis_client.xlen(stream) < 300

@@ -89,7 +89,7 @@ def test_read_timeout_is_unknown_and_never_sent_again(pipeline: Pipeline) -> Non
     job = pipeline.producer.send(ALIMTALK)
     pipeline.wait_for_status([job.id], {"unknown"}, timeout=20)
     pipeline.sim("PUT", "/_sim/faults", json={})
-    time.sleep(6)  # longer than the stale threshold: the reconciler must not resend it
+    time.sleep(8)  # longer than the stale threshold (6 s): the reconciler must not resend it
     assert pipeline.job(job.id).status == "unknown"
     assert pipeline.sends_by_job()[job.id] == 1
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 
+import pytest
 import redis
+from celery import Celery
 
+from producers.producer import Producer
 from worker.celery import DISPATCH_QUEUE, DISPATCH_TASK, create_app
 from worker.publishing import publish_dispatch_many
 from worker.redis_server import RedisServer
@@ -41,3 +46,26 @@ def test_envelopes_match_send_task(redis_server: RedisServer, redis_client: redi
         assert {k: v for k, v in message.items() if k not in ("body", "headers", "properties")} == {
             k: v for k, v in reference.items() if k not in ("body", "headers", "properties")
         }
+
+
+def test_threads_publishing_through_a_new_producer_share_one_celery_app(
+    redis_server: RedisServer, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created: list[Celery] = []
+
+    def slow_create_app(settings: Settings | None = None) -> Celery:
+        time.sleep(0.05)  # widen the window in which a second thread would also find no app
+        created.append(create_app(settings))
+        return created[-1]
+
+    monkeypatch.setattr("worker.celery.create_app", slow_create_app)
+    settings = Settings(KAKAO_DISPATCH_REDIS_URL=redis_server.url)  # type: ignore[call-arg]
+    producer = Producer(redis_client, settings=settings)
+    request = {"type": "consultation", "to": {"contact_id": "c"}, "message": {"text_message": {"text": "hi"}}}
+    threads = [threading.Thread(target=producer.send_many, args=([request],)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(created) == 1 and redis_client.llen(DISPATCH_QUEUE) == 8
+    producer.close()

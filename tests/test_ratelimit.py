@@ -37,3 +37,11 @@ def test_slow_down_stops_every_limiter_sharing_the_scope(redis_client: redis.Red
     worker_one.slow_down(2.0)
     decision = worker_two.acquire()
     assert not decision.allowed and 1.9 < decision.wait_seconds <= 2.0
+
+
+def test_a_huge_or_infinite_retry_after_pauses_the_cluster_at_most_the_maximum(redis_client: redis.Redis) -> None:
+    limiter = RateLimiter(redis_client, [Scope("app:d", 100)], max_pause_seconds=300)
+    for seconds in (86400.0 * 365, float("inf"), float("nan")):
+        limiter.slow_down(seconds)
+        decision = limiter.acquire()
+        assert not decision.allowed and 299 < decision.wait_seconds <= 300

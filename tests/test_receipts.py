@@ -227,3 +227,38 @@ def test_every_status_change_is_on_the_stream_and_callback_jobs_in_the_outbox(st
     ]  # fmt: skip
     outbox = [fields["job_id"] for _, fields in store.redis.xrange(keys.CALLBACK_OUTBOX)]
     assert outbox == [with_callback] * 3
+
+
+def test_a_receipt_that_overtook_an_ambiguous_send_resolves_the_unknown_job(
+    store: JobStore, contacts: ContactBook
+) -> None:
+    job_id = new_job(store)
+    store.transition(job_id, ["queued"], "sending", now=NOW, reason="claimed", fields={"owner": "o"})
+    assert apply(store, contacts, report("DELIVERED", message_id="m-5", metadata=job_id)) == "pending"
+    # The send's answer never came (read timeout): the job is `unknown`, and the receipt that waited settles it.
+    marked = store.mark_unknown(job_id, owner="o", now=NOW, reason="no answer from Sinch", fields={"attempts": 1})
+    assert marked.ok and marked.previous == "delivered"
+    job = store.get(job_id)
+    assert job is not None and (job.status, job.message_id, job.attempts) == ("delivered", "m-5", 1)
+    assert [e.to_status for e in job.events][-2:] == ["unknown", "delivered"]
+    assert not store.redis.exists(keys.pending_receipts(job_id)) and store.count_in("unknown") == 0
+
+
+def test_only_the_owner_may_call_a_send_unknown(store: JobStore) -> None:
+    job_id = new_job(store)
+    store.transition(job_id, ["queued"], "sending", now=NOW, reason="claimed", fields={"owner": "o"})
+    refused = store.mark_unknown(job_id, owner="stranger", now=NOW, reason="x")
+    assert not refused.ok and refused.previous == "sending"
+
+
+def test_an_inbound_message_that_could_not_be_stored_is_stored_when_sinch_retries(
+    store: JobStore, contacts: ContactBook, redis_client: redis.Redis
+) -> None:
+    payload = inbound("c-broken", {"text_message": {"text": "안녕하세요"}}, message_id="in-42")
+    redis_client.set(keys.inbound("c-broken"), "not a list")  # storing fails half-way (WRONGTYPE)
+    with pytest.raises(redis.ResponseError):
+        apply(store, contacts, payload)
+    redis_client.delete(keys.inbound("c-broken"))
+    assert apply(store, contacts, payload) == "stored"  # Sinch's retry: not taken for a duplicate
+    assert [message["text"] for message in inbound_messages(store, "c-broken")] == ["안녕하세요"]
+    assert apply(store, contacts, payload) == "duplicate"

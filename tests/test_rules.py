@@ -272,3 +272,14 @@ def test_size_lower_bound_still_breaks_the_limit() -> None:
     verdict = check_request(friendtalk({"media_message": {"url": "u"}}), CheckContext(now=NOON, media=lambda url: big))
     [violation] = verdict.violations
     assert violation.rule == "media.size" and "at least" in violation.message
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [("send_at", "9999-12-31T20:00:00+00:00"), ("send_at", 253_402_300_000_000),
+     ("expires_at", "0001-01-01T00:00:00+09:00"), ("expires_at", "9999-12-31T23:59:59-14:00")],
+)  # fmt: skip
+def test_an_instant_at_the_end_of_the_calendar_is_a_named_violation(path: str, value: Any) -> None:
+    verdict = check_request(friendtalk({"text_message": {"text": "hi"}}) | {path: value}, CheckContext(now=NOON))
+    assert [(violation.rule, violation.path) for violation in verdict.violations] == [("instant_range", path)]
+    assert verdict.not_before is None and verdict.body is None

@@ -14,6 +14,7 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
+import worker.logs  # noqa: F401 (its setup_logging receiver gives worker and beat their JSON log lines)
 from worker.settings import Settings, get_settings
 
 DISPATCH_QUEUE = "dispatch"
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     environment: they report a bad setting as one line instead of failing at import.
     """
     celery_app = Celery("kakao_dispatch", include=["worker.tasks"])
+    celery_app.steps["consumer"].add("worker.heartbeat:Heartbeat")  # liveness file (KAKAO_DISPATCH_HEARTBEAT_FILE)
     if settings is None:
         celery_app.add_defaults(lambda: celery_config(get_settings()))
     else:
@@ -65,7 +67,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         result_backend=None,
         worker_send_task_events=True,
         task_send_sent_event=True,
-        task_time_limit=120,  # a send is bounded by its HTTP timeouts; this catches a hung process
+        # A send is bounded by its HTTP timeouts; this catches a hung process. The reconciler judges a `sending`
+        # job only after KAKAO_DISPATCH_STALE_SECONDS, which settings keep at least twice this limit.
+        task_time_limit=settings.task_time_limit,
         task_queues=(Queue(DISPATCH_QUEUE), Queue(CALLBACKS_QUEUE)),
         task_default_queue=DISPATCH_QUEUE,
         task_routes={

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from worker import metrics
 from worker.channels import SessionLookup
-from worker.jobs import Job, JobStore, new_owner_token
-from worker.ratelimit import RateLimiter
+from worker.jobs import Job, JobStore, new_owner_token, to_ms
+from worker.ratelimit import RateLimiter, clamp_pause
 from worker.rules import MediaLookup
 from worker.send_request import SendRequest
 from worker.sending_window import SendingWindow
@@ -33,21 +34,26 @@ log = logging.getLogger(__name__)
 MAX_WAIT_IN_PLACE = 1.0
 #: When Sinch answers 429 without Retry-After, every worker pauses this long.
 DEFAULT_429_PAUSE = 1.0
+#: Where a claimed job can be when its owner learns the outcome: the reconciler may have judged the send stale and
+#: made it `unknown` while the owner still waited for Sinch. Only the owner token's holder may move it on.
+OWNED = ("sending", "unknown")
 
 
 @dataclass(frozen=True)
 class DispatchPolicy:
     app_id: str
     window: SendingWindow
-    max_attempts: int = 8
+    max_attempts: int = 8  # attempts Sinch failed or refused; its 429s are bounded by `throttle_timeout` instead
     retry_base_seconds: float = 2.0
     retry_max_seconds: float = 600.0
+    max_retry_after: float = 300.0  # Sinch's Retry-After is honoured up to this many seconds
+    throttle_timeout: float = 86400.0  # a job answered 429 for this long since its first 429 is failed (THROTTLED)
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with jitter (half to full of base·2^(attempt-1)), never before Retry-After."""
+        """Exponential backoff with jitter (half to full of base·2^(attempt-1)), never before Retry-After (clamped)."""
         ceiling = min(self.retry_max_seconds, self.retry_base_seconds * 2 ** max(attempt - 1, 0))
         delay = random.uniform(ceiling / 2, ceiling)
-        return max(delay, retry_after or 0.0)
+        return max(delay, clamp_pause(retry_after or 0.0, self.max_retry_after))
 
 
 class Dispatcher:
@@ -136,8 +142,10 @@ class Dispatcher:
         while not (decision := self.limiter.acquire()).allowed:
             if decision.wait_seconds > MAX_WAIT_IN_PLACE or waited + decision.wait_seconds > 2 * MAX_WAIT_IN_PLACE:
                 due = self.clock() + timedelta(seconds=decision.wait_seconds * random.uniform(1.0, 1.2))
+                metrics.rate_limit_parked()
                 return self._park(job, owner, due, "rate limit")
             self.sleep(decision.wait_seconds)
+            metrics.rate_limit_waited(decision.wait_seconds)
             waited += decision.wait_seconds
 
         started = self.store.transition(
@@ -167,11 +175,14 @@ class Dispatcher:
                 self.limiter.slow_down(error.retry_after or DEFAULT_429_PAUSE)
             return self._retry_later(job, owner, attempt, error)
         except AmbiguousError as error:
-            self.store.transition(
-                job.id, ["sending"], "unknown", now=self.clock(), owner=owner,
-                reason=f"no answer from Sinch: {error}"[:300],
+            unknown = self.store.mark_unknown(
+                job.id, owner=owner, now=self.clock(), reason=f"no answer from Sinch: {error}"[:300],
                 fields={"attempts": attempt, "delivery_description": str(error)[:1000]},
             )  # fmt: skip
+            if not unknown.ok:
+                return f"no answer from Sinch, but the job had become {unknown.previous}"
+            if unknown.previous != "unknown":  # a receipt that overtook the answer resolved it at once
+                return f"unknown, resolved by an early receipt: {unknown.previous}"
             return "unknown"
         self.store.link_message(result.message_id, job.id)
         sent = self.store.mark_sent(job.id, owner=owner, message_id=result.message_id, attempts=attempt,
@@ -179,42 +190,56 @@ class Dispatcher:
         return "sent" if sent.ok else f"sent, but the job had become {sent.previous}"
 
     def _retry_later(self, job: Job, owner: str, attempt: int, error: RetryableError) -> str:
-        if attempt >= self.policy.max_attempts:
+        now = self.clock()
+        fields: dict[str, str | int] = {"attempts": attempt}
+        throttled = job.throttled
+        if isinstance(error, RateLimitedError):
+            # A 429 says nothing against the request: it does not use up an attempt. A storm is bounded by time.
+            throttled += 1
+            since = job.throttled_since or now
+            fields |= {"throttled": throttled, "throttled_since": to_ms(since)}
+            if now - since >= timedelta(seconds=self.policy.throttle_timeout):
+                self._finish(
+                    job,
+                    owner,
+                    "failed",
+                    f"rate limited by Sinch since {since.isoformat()}: {error}"[:300],
+                    {**fields, "delivery_code": "THROTTLED", "delivery_description": str(error)[:1000]},
+                )
+                return "failed"
+        elif attempt - throttled >= self.policy.max_attempts:
             self._finish(
                 job,
                 owner,
                 "failed",
-                f"gave up after {attempt} attempts: {error}"[:300],
-                {
-                    "attempts": attempt,
-                    "delivery_code": "RETRIES_EXHAUSTED",
-                    "delivery_description": str(error)[:1000],
-                },
+                f"gave up after {attempt - throttled} attempts: {error}"[:300],
+                {**fields, "delivery_code": "RETRIES_EXHAUSTED", "delivery_description": str(error)[:1000]},
             )
             return "failed"
         delay = self.policy.backoff(attempt, error.retry_after)
-        due = self.clock() + timedelta(seconds=delay)
-        return self._park(
-            job, owner, due, f"retry {attempt + 1} in {delay:.1f} s after: {error}"[:300], attempts=attempt
-        )
+        due = now + timedelta(seconds=delay)
+        return self._park(job, owner, due, f"retry {attempt + 1} in {delay:.1f} s after: {error}"[:300], fields)
 
-    def _park(self, job: Job, owner: str, due: datetime, reason: str, *, attempts: int | None = None) -> str:
-        """Back to the deferral set until `due`, or `expired` when that is after `expires_at`."""
+    def _park(self, job: Job, owner: str, due: datetime, reason: str, extra: dict[str, str | int] | None = None) -> str:
+        """Back to the deferral set until `due`, or `expired` when that is after `expires_at`.
+
+        From `sending`, or from `unknown` when the reconciler judged the send stale while its owner was still
+        waiting for Sinch's answer: the owner's answer (a retryable refusal) is the real outcome.
+        """
         now = self.clock()
-        fields: dict[str, str | int] = {"not_before": int(due.timestamp() * 1000)}
-        if attempts is not None:
-            fields["attempts"] = attempts
+        fields: dict[str, str | int] = {"not_before": to_ms(due), **(extra or {})}
         if job.expires_at is not None and due >= job.expires_at:
             self._finish(job, owner, "expired", f"would wait until {due.isoformat()}, after expires_at", fields)
             return "expired"
         moved = self.store.transition(
-            job.id, ["sending"], "scheduled", now=now, owner=owner, due=due, reason=reason, fields=fields,
+            job.id, OWNED, "scheduled", now=now, owner=owner, due=due, reason=reason, fields=fields,
             delete=["http_started_at"],
         )  # fmt: skip
         return "scheduled" if moved.ok else f"skipped: job became {moved.previous}"
 
     def _finish(self, job: Job, owner: str, status: str, reason: str, fields: dict[str, Any]) -> None:
-        self.store.transition(job.id, ["sending"], status, now=self.clock(), owner=owner, reason=reason, fields=fields)
+        """A final outcome the owner learnt (also after the reconciler made the job `unknown` meanwhile)."""
+        self.store.transition(job.id, OWNED, status, now=self.clock(), owner=owner, reason=reason, fields=fields)
 
 
 def _as_decided(job: Job) -> SendRequest:

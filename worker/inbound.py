@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 INBOUND_MEDIA_LIFETIME = timedelta(days=7)
 INBOUND_KEPT_PER_CONTACT = 1000
+#: Stores a message and marks it seen in one script, the mark last (worker/lua/store_inbound.lua).
+_STORE_SCRIPT = (Path(__file__).with_name("lua") / "store_inbound.lua").read_text()
 
 
 @dataclass(frozen=True)
@@ -102,16 +104,13 @@ def store_inbound(
     message = parse_inbound(payload)
     if not message.contact_id or not message.id:
         raise ValueError("MESSAGE_INBOUND without message id or contact id")
-    first_time = store.redis.set(keys.inbound_seen(message.id), "1", nx=True, ex=store.retention_seconds)
-    if not first_time:
-        store.redis.hincrby(keys.COUNTERS, "inbound:duplicate", 1)
+    stored = store.redis.register_script(_STORE_SCRIPT)(
+        keys=[keys.inbound_seen(message.id), keys.inbound(message.contact_id), keys.COUNTERS],
+        args=[json.dumps(message.as_dict(), ensure_ascii=False), INBOUND_KEPT_PER_CONTACT, store.retention_seconds,
+              message.kind],
+    )  # fmt: skip
+    if not stored:
         return None
-    pipe = store.redis.pipeline(transaction=True)
-    pipe.rpush(keys.inbound(message.contact_id), json.dumps(message.as_dict(), ensure_ascii=False))
-    pipe.ltrim(keys.inbound(message.contact_id), -INBOUND_KEPT_PER_CONTACT, -1)
-    pipe.expire(keys.inbound(message.contact_id), store.retention_seconds)
-    pipe.hincrby(keys.COUNTERS, f"inbound:{message.kind}", 1)
-    pipe.execute()
     if message.channel in ("KAKAOTALKCHAT", ""):
         contacts.touch_session(message.contact_id, message.at, conversation_id=message.conversation_id)
     if message.kind == "choice_response":

@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +43,10 @@ _LUA = Path(__file__).with_name("lua")
 
 
 def _script(name: str) -> str:
-    """A Lua script with the shared `record_event` prelude in front of it."""
-    return (_LUA / "record_event.lua").read_text() + (_LUA / name).read_text()
+    """A Lua script with the shared preludes in front of it: key prefixes, `record_event`, `retain` and `finish`."""
+    prefixes = f"local JOB_PREFIX, IDEMPOTENCY_PREFIX = {json.dumps(keys.JOB)}, {json.dumps(keys.IDEMPOTENCY)}\n"
+    preludes = (_LUA / "record_event.lua").read_text() + (_LUA / "retention.lua").read_text()
+    return prefixes + preludes + (_LUA / name).read_text()
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -60,14 +62,19 @@ def new_job_id(now_ms: int | None = None) -> str:
     return "job_" + "".join(reversed(chars))
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
 def to_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+    """Unix milliseconds, exactly (floor): the unit of every instant Redis stores. No float rounding."""
+    return (moment - _EPOCH) // _MS
 
 
 def from_ms(value: str | int | None) -> datetime | None:
     if value in (None, ""):
         return None
-    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+    return _EPOCH + int(value) * _MS
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,9 @@ class Job:
     updated_at: datetime
     terminal_at: datetime | None
     parameters_redacted: bool
+    requeues: int = 0  # times the reconciler put it back to `queued` after its worker vanished before sending
+    throttled: int = 0  # 429 answers from Sinch (not counted toward the attempts limit)
+    throttled_since: datetime | None = None  # the first 429
     events: tuple[JobEvent, ...] = field(default=())
 
     @property
@@ -167,12 +177,10 @@ class JobStore:
         client: redis.Redis,
         *,
         retention_seconds: int = DEFAULT_RETENTION_SECONDS,
-        idempotency_ttl_seconds: int = DEFAULT_RETENTION_SECONDS,
         stream_length: int = DEFAULT_STREAM_LENGTH,
     ) -> None:
         self.redis = client
-        self.retention_seconds = retention_seconds
-        self.idempotency_ttl_seconds = idempotency_ttl_seconds
+        self.retention_seconds = retention_seconds  # after a terminal state or `sent`; the idempotency key with it
         self.stream_length = stream_length
         self._create = client.register_script(_script("create_job.lua"))
         self._transition = client.register_script(_script("transition.lua"))
@@ -237,7 +245,6 @@ class JobStore:
             now_ms,
             due if due is not None else now_ms,
             "1" if idempotency_key else "0",
-            self.idempotency_ttl_seconds,
             self.stream_length,
         ]
         for name, value in record.items():
@@ -302,12 +309,53 @@ class JobStore:
         return released
 
     def mark_sent(self, job_id: str, *, owner: str, message_id: str, attempts: int, now: datetime) -> Transition:
-        """Record Sinch's acceptance (only the claiming owner may), then apply receipts that came early."""
+        """Record Sinch's acceptance (only the claiming owner may), then apply receipts that came early.
+
+        The template parameters are deleted and the record starts its retention period here: a `sent` job
+        whose receipt never comes ages out instead of keeping its personal data forever.
+        """
         outcome, status = self._receipt(
             keys=self._receipt_keys(job_id),
             args=[*self._receipt_args(job_id, "sent", now), owner, message_id, attempts],
         )
         return Transition(outcome == "sent", str(status))
+
+    def mark_unknown(
+        self, job_id: str, *, owner: str, now: datetime, reason: str, fields: Mapping[str, str | int] | None = None
+    ) -> Transition:
+        """The owner's send has an ambiguous outcome: `unknown`, then apply receipts that came early.
+
+        Accepted from `sending` and from `unknown` (the reconciler may have got there first); `previous` is
+        the status after, which a receipt that was waiting may already have made `delivered` or `failed`.
+        """
+        args = [*self._receipt_args(job_id, "unknown", now), owner, reason]
+        for name, value in (fields or {}).items():
+            args.extend((name, value))
+        outcome, status = self._receipt(keys=self._receipt_keys(job_id), args=args)
+        return Transition(outcome == "unknown", str(status))
+
+    def settle_stale_sending(self, job_id: str, *, claimed_before: datetime, now: datetime, max_requeues: int) -> str:
+        """The reconciler's move of a `sending` job whose claim is older than `claimed_before`, decided atomically.
+
+        Returns `requeued` (the request never left: `queued` again, to be published), `unknown` (it left: never
+        resent; receipts that waited are applied), `failed` (requeued `max_requeues` times already:
+        requeue_limit) or `skipped` (the job moved on or was claimed again since it was found).
+        """
+        outcome, _ = self._receipt(
+            keys=self._receipt_keys(job_id),
+            args=[*self._receipt_args(job_id, "stale", now), to_ms(claimed_before), max_requeues],
+        )
+        return str(outcome)
+
+    def rescore_queued(self, job_ids: Sequence[str], now: datetime) -> list[str]:
+        """Mark `queued` jobs as looked at now (their index score), so the reconciler republishes each once per
+        stale period; returns those still queued (the others left the index meanwhile)."""
+        if not job_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.zadd(keys.status_index("queued"), {job_id: to_ms(now)}, xx=True, gt=True, ch=True)
+        return [job_id for job_id, changed in zip(job_ids, pipe.execute(), strict=True) if changed]
 
     def apply_receipt(self, job_id: str, receipt: Mapping[str, str], now: datetime) -> tuple[str, str]:
         """Apply one delivery receipt; returns (outcome, status after): applied, pending, duplicate, late, missing."""
@@ -321,7 +369,7 @@ class JobStore:
         return [
             keys.job(job_id), keys.events(job_id), keys.STATUS_COUNTS, keys.status_index("sending"),
             keys.status_index("unknown"), keys.pending_receipts(job_id), keys.JOB_EVENTS_STREAM,
-            keys.CALLBACK_OUTBOX, keys.COUNTERS,
+            keys.CALLBACK_OUTBOX, keys.COUNTERS, keys.status_index("queued"),
         ]  # fmt: skip
 
     def _receipt_args(self, job_id: str, mode: str, now: datetime) -> list[Any]:
@@ -350,8 +398,11 @@ class JobStore:
         return str(job_id) if job_id is not None else None
 
     def job_for_idempotency_key(self, key: str) -> str | None:
+        """The job a key names; None when it names none or its record is gone (the key is free then)."""
         job_id = self.redis.get(keys.idempotency(key))
-        return str(job_id) if job_id is not None else None
+        if job_id is None or not self.redis.exists(keys.job(str(job_id))):
+            return None
+        return str(job_id)
 
     def ids_in(self, status: str, *, before: datetime, limit: int = 500) -> list[str]:
         """Jobs of an indexed status whose index score (entry or due time) is before `before`."""
@@ -427,5 +478,8 @@ def _job(job_id: str, record: Mapping[str, str], events: tuple[JobEvent, ...]) -
         updated_at=updated_at,
         terminal_at=from_ms(record.get("terminal_at")),
         parameters_redacted="template" in request and parameters is None,
+        requeues=int(record.get("requeues") or 0),
+        throttled=int(record.get("throttled") or 0),
+        throttled_since=from_ms(record.get("throttled_since")),
         events=events,
     )

@@ -24,6 +24,13 @@ INDEXED_STATUSES = ("scheduled", "queued", "sending", "unknown")
 STATUS_COUNTS = PREFIX + "counts"
 #: Strings: GCRA theoretical arrival time (ms) of a rate limit scope ("app:<id>", "project:<id>").
 RATE = PREFIX + "rate:"
+#: Hash: jobs by status and type for /metrics, "into:<status>:<type>" and "out:<status>:<type>" counts of
+#: status changes, kept by worker/lua/record_event.lua (which names this key itself: its prelude has no KEYS).
+JOB_METRICS = PREFIX + "metrics:jobs"
+#: Hashes the workers count into and the gateway's /metrics reads (worker/metrics.py): the Sinch send
+#: latency histogram and response codes; rate-limit waits, releases and repairs.
+SINCH_METRICS = PREFIX + "metrics:sinch"
+WORKER_METRICS = PREFIX + "metrics:worker"
 
 
 def job(job_id: str) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from worker import metrics
 from worker.jobs import JobStore
 
 #: Publish one job id for dispatch, at `eta` when given (always within seconds of now).
@@ -25,33 +26,40 @@ def release_due_jobs(
     publish: Publish,
     *,
     now: datetime,
-    queue_depth: Callable[[], int],
     max_queue_depth: int,
+    queue_depth: Callable[[], int] | None = None,
     horizon_seconds: float = 1.0,
     batch: int = 500,
     budget_seconds: float = 0.8,
 ) -> int:
-    """Move due jobs to `queued` and publish them; returns how many were released."""
+    """Move due jobs to `queued` and publish them, each with its due time as ETA; returns how many were released.
+
+    The depth is the number of `queued` jobs (their index), not the broker list's length: that misses the
+    messages workers have reserved but not acknowledged. `queue_depth` overrides it (benchmarks).
+    """
+    depth = queue_depth or (lambda: store.count_in("queued"))
     released = 0
     deadline = time.monotonic() + budget_seconds
     while time.monotonic() < deadline:
-        room = max_queue_depth - queue_depth()
+        room = max_queue_depth - depth()
         if room <= 0:
             break
         due_jobs = store.release_due(now, horizon_ms=int(horizon_seconds * 1000), limit=min(batch, room))
         for job_id, due in due_jobs:
-            publish(job_id, due if due > now else None)
+            publish(job_id, due)  # at most `horizon_seconds` ahead; a past ETA runs at once
         released += len(due_jobs)
         if len(due_jobs) < min(batch, room):
             break
+    metrics.jobs_released(released)
     return released
 
 
 @dataclass
 class Reconciliation:
-    republished: list[str] = field(default_factory=list)  # queued too long with no message in the broker
+    republished: list[str] = field(default_factory=list)  # queued too long: its message may be lost
     requeued: list[str] = field(default_factory=list)  # claimed, but the request never left
     unknown: list[str] = field(default_factory=list)  # claimed, request left, the worker vanished
+    requeue_limit: list[str] = field(default_factory=list)  # its worker vanished before sending too often: failed
     timed_out: list[str] = field(default_factory=list)  # unknown for longer than the timeout
 
 
@@ -62,43 +70,36 @@ def reconcile_jobs(
     now: datetime,
     stale_seconds: float,
     unknown_timeout: float,
-    queue_depth: Callable[[], int],
+    max_requeues: int = 5,
     limit: int = 500,
 ) -> Reconciliation:
     """Repair what a crash between two steps can leave behind; never sends anything twice.
 
-    - `queued` for longer than `stale_seconds` while the dispatch queue is empty: the message was lost
-      (a crash between save and publish, a Redis restart): publish it again. A duplicate is harmless,
-      the claim lets only one through.
-    - `sending` for longer than `stale_seconds`: the worker died or hung. If the request had not been
-      handed to Sinch the job goes back to `queued`; if it had, it becomes `unknown` (never resent).
+    - `queued` for longer than `stale_seconds`: its message may be lost (a crash between save and publish,
+      a Redis restart): publish it again, however full the queue (a lost message must not wait for an idle
+      moment), and note the time so it is republished at most once per `stale_seconds`. A duplicate is
+      harmless: the claim lets only one through.
+    - `sending` with a claim older than `stale_seconds` (kept at least twice the task time limit, so no live
+      task holds it): the worker died. Decided atomically with the job's state: if the request had not been
+      handed to Sinch the job goes back to `queued` (after `max_requeues` such requeues it is `failed`,
+      requeue_limit: a job that kills its worker must not loop forever); if it had, it becomes `unknown`
+      (never resent) and receipts that waited for the send are applied.
     - `unknown` for longer than `unknown_timeout` with no receipt: `failed` with DELIVERY_UNCONFIRMED.
     """
     report = Reconciliation()
     stale = now - timedelta(seconds=stale_seconds)
-    if queue_depth() == 0:
-        for job_id in store.ids_in("queued", before=stale, limit=limit):
-            publish(job_id, None)
-            report.republished.append(job_id)
+    for job_id in store.rescore_queued(store.ids_in("queued", before=stale, limit=limit), now):
+        publish(job_id, None)
+        report.republished.append(job_id)
     for job_id in store.ids_in("sending", before=stale, limit=limit):
-        job = store.get(job_id, with_events=False)
-        if job is None or job.status != "sending":
-            continue
-        if job.handed_to_sinch:
-            moved = store.transition(
-                job_id, ["sending"], "unknown", now=now, owner=job.owner or "",
-                reason="the worker vanished after handing the request to Sinch",
-            )  # fmt: skip
-            if moved.ok:
-                report.unknown.append(job_id)
-        else:
-            moved = store.transition(
-                job_id, ["sending"], "queued", now=now, owner=job.owner or "",
-                reason="the worker vanished before sending", delete=["owner"],
-            )  # fmt: skip
-            if moved.ok:
-                publish(job_id, None)
-                report.requeued.append(job_id)
+        outcome = store.settle_stale_sending(job_id, claimed_before=stale, now=now, max_requeues=max_requeues)
+        if outcome == "requeued":
+            publish(job_id, None)
+            report.requeued.append(job_id)
+        elif outcome == "unknown":
+            report.unknown.append(job_id)
+        elif outcome == "failed":
+            report.requeue_limit.append(job_id)
     for job_id in store.ids_in("unknown", before=now - timedelta(seconds=unknown_timeout), limit=limit):
         moved = store.transition(
             job_id, ["unknown"], "failed", now=now, reason=f"no receipt within {unknown_timeout:.0f} s",
@@ -107,4 +108,5 @@ def reconcile_jobs(
         )  # fmt: skip
         if moved.ok:
             report.timed_out.append(job_id)
+    metrics.jobs_repaired(**vars(report))
     return report

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.sending_window import SendingWindow
@@ -48,8 +48,12 @@ class Settings(BaseSettings):
     max_attempts: int = Field(8, ge=1, validation_alias=_env("KAKAO_DISPATCH_MAX_ATTEMPTS"))
     retry_base_seconds: float = Field(2.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_RETRY_BASE_SECONDS"))
     retry_max_seconds: float = Field(600.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_RETRY_MAX_SECONDS"))
+    max_retry_after: float = Field(300.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_MAX_RETRY_AFTER"))
+    throttle_timeout: float = Field(86400.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_THROTTLE_TIMEOUT"))
     unknown_timeout: float = Field(86400.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_UNKNOWN_TIMEOUT"))
-    stale_seconds: float = Field(120.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_STALE_SECONDS"))
+    task_time_limit: int = Field(120, ge=1, validation_alias=_env("KAKAO_DISPATCH_TASK_TIME_LIMIT"))
+    stale_seconds: float = Field(300.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_STALE_SECONDS"))
+    max_requeues: int = Field(5, ge=0, validation_alias=_env("KAKAO_DISPATCH_MAX_REQUEUES"))
     visibility_timeout: int = Field(300, ge=5, validation_alias=_env("KAKAO_DISPATCH_VISIBILITY_TIMEOUT"))
     retention_days: float = Field(30.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_RETENTION_DAYS"))
     release_queue_depth: int = Field(1000, ge=1, validation_alias=_env("KAKAO_DISPATCH_RELEASE_QUEUE_DEPTH"))
@@ -60,11 +64,25 @@ class Settings(BaseSettings):
     callback_secret: SecretStr | None = Field(None, validation_alias=_env("KAKAO_DISPATCH_CALLBACK_SECRET"))
     inbound_media_dir: Path | None = Field(None, validation_alias=_env("KAKAO_DISPATCH_INBOUND_MEDIA_DIR"))
     events_stream_length: int = Field(100000, ge=100, validation_alias=_env("KAKAO_DISPATCH_EVENTS_STREAM_LENGTH"))
+    heartbeat_file: Path | None = Field(None, validation_alias=_env("KAKAO_DISPATCH_HEARTBEAT_FILE"))
+    heartbeat_interval: float = Field(10.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_HEARTBEAT_INTERVAL"))
 
     @field_validator("friendtalk_window_text")
     @classmethod
     def _valid_window(cls, value: str) -> str:
         SendingWindow.parse(value)
+        return value
+
+    @field_validator("stale_seconds")
+    @classmethod
+    def _stale_after_the_time_limit(cls, value: float, info: ValidationInfo) -> float:
+        # A task may hold a `sending` job until Celery kills it at the time limit; the reconciler must judge the
+        # job only after that, with room for clock skew between hosts, or it makes live sends `unknown`.
+        limit = info.data.get("task_time_limit")
+        if limit is not None and value < 2 * limit:
+            raise ValueError(
+                f"{value:g} s is too short: it must be at least twice KAKAO_DISPATCH_TASK_TIME_LIMIT ({limit} s)"
+            )
         return value
 
     @field_validator("sinch_region", mode="before")
@@ -77,6 +95,7 @@ class Settings(BaseSettings):
         "broker_url_override",
         "sinch_api_url_override",
         "sinch_auth_url_override",
+        "heartbeat_file",
         mode="before",
     )
     @classmethod

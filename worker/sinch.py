@@ -43,6 +43,7 @@ from urllib.parse import quote
 
 import httpx
 
+from worker import metrics
 from worker.settings import Settings
 
 __all__ = [
@@ -310,7 +311,9 @@ class SinchClient:
 
     def send_message(self, body: Mapping[str, Any]) -> SendResult:
         """POST `messages:send`; the accepted message's id, or one of the exceptions of this module."""
-        response = self._call("POST", "/messages:send", "messages:send", json_body=body)
+        with metrics.sinch_send() as observed:  # latency and status code, for /metrics
+            response = self._call("POST", "/messages:send", "messages:send", json_body=body)
+            observed.status_code = response.status_code
         document = _json_or_none(response)
         message_id = document.get("message_id") if isinstance(document, dict) else None
         if not isinstance(message_id, str) or not message_id:

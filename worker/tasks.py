@@ -15,7 +15,7 @@ import httpx
 import redis
 from celery.signals import worker_process_shutdown
 
-from worker import keys
+from worker import keys, metrics
 from worker.callbacks import handle_callback
 from worker.celery import CALLBACKS_QUEUE, DISPATCH_QUEUE, app
 from worker.contacts import ContactBook
@@ -44,10 +44,12 @@ class Runtime:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(
+        client = redis.Redis.from_url(
             self.settings.redis_url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5,
             health_check_interval=30, retry_on_timeout=True,
         )  # fmt: skip
+        metrics.record_to(client)  # this process's observations go to the hashes /metrics reads
+        return client
 
     @cached_property
     def store(self) -> JobStore:
@@ -77,7 +79,7 @@ class Runtime:
         media = MediaProber() if settings.media_probe else None
         return Dispatcher(
             self.store,
-            RateLimiter(self.redis, scopes),
+            RateLimiter(self.redis, scopes, max_pause_seconds=settings.max_retry_after),
             SinchClient.from_settings(
                 settings,
                 auth=settings.sinch_auth_mode,
@@ -89,14 +91,13 @@ class Runtime:
                 max_attempts=settings.max_attempts,
                 retry_base_seconds=settings.retry_base_seconds,
                 retry_max_seconds=settings.retry_max_seconds,
+                max_retry_after=settings.max_retry_after,
+                throttle_timeout=settings.throttle_timeout,
             ),
             templates=templates,
             media=media.probe if media else None,
             sessions=self.contacts.open_session_for,
         )
-
-    def queue_depth(self) -> int:
-        return int(self.redis.llen(DISPATCH_QUEUE))
 
     def close(self) -> None:
         if "dispatcher" in self.__dict__:
@@ -142,7 +143,6 @@ def release_due_jobs() -> None:
         current.store,
         publish_dispatch,
         now=datetime.now(UTC),
-        queue_depth=current.queue_depth,
         max_queue_depth=current.settings.release_queue_depth,
     )
     if count:
@@ -158,10 +158,10 @@ def reconcile_jobs() -> None:
         now=datetime.now(UTC),
         stale_seconds=current.settings.stale_seconds,
         unknown_timeout=current.settings.unknown_timeout,
-        queue_depth=current.queue_depth,
+        max_requeues=current.settings.max_requeues,
     )
     expire_orphans(current.store, datetime.now(UTC))
-    for name in ("republished", "requeued", "unknown", "timed_out"):
+    for name in ("republished", "requeued", "unknown", "requeue_limit", "timed_out"):
         ids = getattr(report, name)
         if ids:
             log.warning("reconciler %s %d jobs: %s", name, len(ids), ", ".join(ids[:20]))

@@ -7,7 +7,7 @@ worker's re-check before sending all call `check_request`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from worker.channels import Channel, ChannelDecision, Kind, SessionLookup, choose_channel
@@ -20,6 +20,10 @@ from worker.templates import TemplateRegistry, has_authentication_keyword
 from worker.violations import RuleWarning, Violation
 
 PLACEHOLDER_JOB_ID = "job_check_placeholder"
+#: The instants the rules can compute with: converting to KST and UTC and the FriendTalk window add up to a day,
+#: which overflows Python's datetime range within two days of year 1 or 9999 (rule `instant_range`).
+EARLIEST_INSTANT = datetime.min.replace(tzinfo=UTC) + timedelta(days=2)
+LATEST_INSTANT = datetime.max.replace(tzinfo=UTC) - timedelta(days=2)
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ def check_request(data: Any, context: CheckContext) -> Verdict:
     sms_text = _check_template(request, decision, context.templates, findings)
     if request.message is not None:
         check_message(request.message, decision.channel, context.media, findings)
-    not_before = _schedule(request, decision, context, findings)
+    not_before = _schedule(request, decision, context, findings) if _instants_in_range(request, findings) else None
 
     body = None
     if not findings.violations:
@@ -264,10 +268,30 @@ def _check_template(
     return rendered if request.sms_fallback else None
 
 
+def _instants_in_range(request: SendRequest, findings: Findings) -> bool:
+    """`send_at` and `expires_at` within the range the schedule can be computed in (else `instant_range`)."""
+    in_range = True
+    for path, moment in (("send_at", request.send_at), ("expires_at", request.expires_at)):
+        if moment is not None and not EARLIEST_INSTANT <= moment <= LATEST_INSTANT:
+            in_range = False
+            findings.violate(
+                "instant_range",
+                path,
+                f"{EARLIEST_INSTANT:%Y-%m-%d} to {LATEST_INSTANT:%Y-%m-%d} (UTC)",
+                moment.isoformat(),
+                f"{path} is too close to the end of the calendar to schedule",
+            )
+    return in_range
+
+
 def _schedule(
     request: SendRequest, decision: ChannelDecision, context: CheckContext, findings: Findings
 ) -> datetime | None:
-    """When the message may go: `send_at`, then the FriendTalk window; None means now."""
+    """When the message may go: `send_at`, then the FriendTalk window; None means now.
+
+    Cut to a whole millisecond, the unit the job store keeps, so the instant a producer is told is exactly the
+    one stored; what is left of `send_at` below a millisecond does not make the worker's re-check wait again.
+    """
     now = context.now.astimezone(UTC)
     earliest = max(now, request.send_at) if request.send_at is not None else now
     if decision.type == "friendtalk":
@@ -292,7 +316,8 @@ def _schedule(
                 f"{' (FriendTalk window ' + str(context.window) + ' KST)' if decision.type == 'friendtalk' else ''}"
                 ", after expires_at",
             )
-    return earliest.astimezone(KST) if earliest > now else None
+    not_before = earliest.replace(microsecond=earliest.microsecond // 1000 * 1000)
+    return not_before.astimezone(KST) if not_before > now else None
 
 
 def _name(kind: str) -> str:

@@ -11,5 +11,13 @@ local function record_event(job_key, events_key, stream_key, outbox_key, maxlen,
   if callback and callback ~= "" then
     redis.call("XADD", outbox_key, "MAXLEN", "~", maxlen, "*", unpack(fields))
   end
+  -- [metrics] Jobs by status and type for /metrics (worker/metrics.py): every change counts one "into" the new
+  -- status and one "out" of the previous one in the hash worker.keys.JOB_METRICS (named here: a prelude has no KEYS).
+  local job_type = redis.call("HGET", job_key, "type") or ""
+  redis.call("HINCRBY", "kd:metrics:jobs", "into:" .. status .. ":" .. job_type, 1)
+  if previous ~= "" then
+    redis.call("HINCRBY", "kd:metrics:jobs", "out:" .. previous .. ":" .. job_type, 1)
+  end
+  -- [/metrics]
 end
 

@@ -55,10 +55,6 @@ end
 
 local retention = tonumber(ARGV[8])
 if moves and retention > 0 then
-  -- Terminal: one-time codes in template parameters are not kept, and the record ages out.
-  redis.call("HDEL", KEYS[1], "parameters", "owner")
-  redis.call("HSET", KEYS[1], "terminal_at", ARGV[4])
-  redis.call("EXPIRE", KEYS[1], retention)
-  redis.call("EXPIRE", KEYS[2], retention)
+  finish(KEYS[1], KEYS[2], ARGV[1], ARGV[4], retention)  -- terminal: parameters gone, the record ages out
 end
 return {1, current}
