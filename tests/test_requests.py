@@ -168,8 +168,15 @@ def test_each_kind_gets_its_recipient_and_content(request_: dict[str, Any], expe
             },
             "message.choice_message.choices[0]",
         ),
+        # Sinch refuses empty texts and choice titles: caught here, not by a failed send.
+        ({"type": "friendtalk", "to": {"msisdn": "1"}, "message": {"text_message": {"text": ""}}},
+         "message.text_message.text"),
+        ({"type": "friendtalk", "to": {"msisdn": "1"},
+          "message": {"choice_message": {"text_message": {"text": "a"},
+                                         "choices": [{"url_message": {"title": "", "url": "https://e.kr"}}]}}},
+         "message.choice_message.choices[0].url_message.title"),
     ],
-)
+)  # fmt: skip
 def test_unknown_or_malformed_shapes_are_schema_violations(request_: dict[str, Any], path: str) -> None:
     verdict = check(request_)
     assert not verdict.accepted and verdict.body is None

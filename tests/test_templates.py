@@ -50,6 +50,12 @@ def test_render_replaces_every_parameter_and_lists_them_in_order() -> None:
     assert template.render({"a": "1"}) == "1-#{b}-1"
 
 
+def test_a_parameter_name_may_hold_spaces_as_kakaotalk_reads_it() -> None:
+    template = Template("t", "Hi #{first name}, #{code}")
+    assert template.parameters == ("first name", "code")
+    assert template.render({"first name": "민수", "code": "1"}) == "Hi 민수, 1"
+
+
 @pytest.mark.parametrize("keyword", AUTHENTICATION_KEYWORDS)
 def test_every_keyword_makes_an_authentication_message(keyword: str) -> None:
     assert rules(alimtalk({"id": "otp", "parameters": {"word": keyword, "code": "1234"}}, True)) == []

@@ -27,7 +27,7 @@ def _exactly_one(model: BaseModel, fields: tuple[str, ...], what: str) -> None:
 
 
 class TextMessage(_Model):
-    text: str
+    text: str = Field(min_length=1)  # Sinch refuses an empty text; a choice's text is its title
 
 
 class MediaMessage(_Model):
@@ -48,17 +48,17 @@ class LocationMessage(_Model):
 
 
 class UrlMessage(_Model):
-    title: str
+    title: str = Field(min_length=1)
     url: str
 
 
 class CallMessage(_Model):
-    title: str
+    title: str = Field(min_length=1)
     phone_number: str
 
 
 class CalendarMessage(_Model):
-    title: str
+    title: str = Field(min_length=1)
     event_start: str
     event_end: str
     event_title: str
@@ -67,7 +67,7 @@ class CalendarMessage(_Model):
 
 
 class ShareLocationMessage(_Model):
-    title: str
+    title: str = Field(min_length=1)
     fallback_url: str
 
 

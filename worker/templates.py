@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-PARAMETER = re.compile(r"#\{([^{}\s]+)\}")
+PARAMETER = re.compile(r"#\{([^{}]+)\}")  # as KakaoTalk (and the simulator) read a template
 
 #: Words one of which an authentication AlimTalk must contain after substitution (channel document).
 AUTHENTICATION_KEYWORDS = ("auth", "password", "verif", "にんしょう", "認証", "비밀번호", "인증")

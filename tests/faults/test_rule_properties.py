@@ -88,8 +88,8 @@ def repeated(chunk: str, length: int) -> str:
 
 #: Any characters, Korean and emoji included (no lone surrogates: JSON cannot carry them).
 texts = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=12)
-lengths = st.integers(0, 1200) | st.sampled_from([999, 1000, 1001])
-title_lengths = st.integers(0, 30) | st.sampled_from([13, 14, 15])
+lengths = st.integers(1, 1200) | st.sampled_from([999, 1000, 1001])  # empty texts and titles: schema (test_requests)
+title_lengths = st.integers(1, 30) | st.sampled_from([13, 14, 15])
 
 
 @PROPERTIES
