@@ -132,6 +132,16 @@ def test_intermediate_statuses_are_recorded_without_a_status_change(store: JobSt
     assert [event.reason for event in job.events][-2:] == ["receipt QUEUED_ON_CHANNEL", "receipt SWITCHING_CHANNEL"]
 
 
+def test_a_repeated_intermediate_report_is_a_duplicate(store: JobStore, contacts: ContactBook) -> None:
+    job_id = sent_job(store)
+    switching = report("SWITCHING_CHANNEL", reason={"code": "RECIPIENT_NOT_REACHABLE"})
+    assert apply(store, contacts, switching) == "applied"
+    assert apply(store, contacts, switching) == "duplicate"
+    job = store.get(job_id)
+    assert job is not None
+    assert [event.reason for event in job.events].count("receipt SWITCHING_CHANNEL") == 1
+
+
 def test_receipt_before_the_send_result_waits_and_is_applied_in_order(store: JobStore, contacts: ContactBook) -> None:
     job_id = new_job(store)
     store.transition(job_id, ["queued"], "sending", now=NOW, reason="claimed", fields={"owner": "o"})

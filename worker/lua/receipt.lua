@@ -70,6 +70,10 @@ local function apply(raw)
       move(current, "failed", "receipt FAILED " .. (receipt.code or ""), fields)
     else
       -- QUEUED_ON_CHANNEL, SWITCHING_CHANNEL and codes Sinch may add: on the record, no status change.
+      -- The same report again (Sinch retries a callback) is a duplicate: no second event.
+      if redis.call("HGET", job, "delivery_status") == status then
+        return "duplicate"
+      end
       redis.call("HSET", job, unpack(fields))
       annotate(current, "receipt " .. status)
     end
