@@ -6,6 +6,7 @@ import base64
 import json
 import threading
 import time
+from datetime import UTC, datetime
 
 import pytest
 import redis
@@ -13,7 +14,7 @@ from celery import Celery
 
 from producers.producer import Producer
 from worker.celery import DISPATCH_QUEUE, DISPATCH_TASK, create_app
-from worker.publishing import publish_dispatch_many
+from worker.publishing import publish_dispatch_at, publish_dispatch_many
 from worker.redis_server import RedisServer
 from worker.settings import Settings
 
@@ -46,6 +47,20 @@ def test_envelopes_match_send_task(redis_server: RedisServer, redis_client: redi
         assert {k: v for k, v in message.items() if k not in ("body", "headers", "properties")} == {
             k: v for k, v in reference.items() if k not in ("body", "headers", "properties")
         }
+
+
+def test_released_jobs_carry_the_same_eta_as_send_task(redis_server: RedisServer, redis_client: redis.Redis) -> None:
+    app = create_app(Settings(KAKAO_DISPATCH_REDIS_URL=redis_server.url))  # type: ignore[call-arg]
+    app.conf.task_send_sent_event = False
+    due = datetime(2026, 11, 24, 23, 0, 0, 500000, tzinfo=UTC)
+    app.send_task(DISPATCH_TASK, ("job_A",), queue=DISPATCH_QUEUE, eta=due)
+    publish_dispatch_at(app, redis_client, [("job_A", due), ("job_B", None)])
+    app.close()
+    reference, at_due, at_once = [
+        json.loads(item)["headers"] for item in reversed(redis_client.lrange(DISPATCH_QUEUE, 0, -1))
+    ]
+    assert at_due["eta"] == reference["eta"] == due.isoformat()
+    assert at_once["eta"] is None
 
 
 def test_threads_publishing_through_a_new_producer_share_one_celery_app(

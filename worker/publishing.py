@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -21,10 +22,10 @@ from kombu.utils.uuid import uuid
 from worker.celery import DISPATCH_QUEUE, DISPATCH_TASK
 
 
-def dispatch_envelope(app: Celery, job_id: str, queue: str = DISPATCH_QUEUE) -> str:
-    """The JSON kombu's Redis transport stores in the queue list for `dispatch_job(job_id)`."""
+def dispatch_envelope(app: Celery, job_id: str, queue: str = DISPATCH_QUEUE, eta: datetime | None = None) -> str:
+    """The JSON kombu's Redis transport stores in the queue list for `dispatch_job(job_id)` (at `eta` if given)."""
     task_id = uuid()
-    message: Any = app.amqp.as_task_v2(task_id, DISPATCH_TASK, args=(job_id,), kwargs={}, ignore_result=None)
+    message: Any = app.amqp.as_task_v2(task_id, DISPATCH_TASK, args=(job_id,), kwargs={}, eta=eta, ignore_result=None)
     body = json.dumps(message.body).encode()
     properties = dict(message.properties)
     properties.update(
@@ -46,6 +47,13 @@ def dispatch_envelope(app: Celery, job_id: str, queue: str = DISPATCH_QUEUE) -> 
 
 def publish_dispatch_many(app: Celery, client: redis.Redis, job_ids: Sequence[str], batch: int = 1000) -> None:
     """Push one dispatch message per job id onto the dispatch queue, `batch` messages per round trip."""
-    for start in range(0, len(job_ids), batch):
-        chunk = job_ids[start : start + batch]
-        client.lpush(DISPATCH_QUEUE, *(dispatch_envelope(app, job_id) for job_id in chunk))
+    publish_dispatch_at(app, client, [(job_id, None) for job_id in job_ids], batch)
+
+
+def publish_dispatch_at(
+    app: Celery, client: redis.Redis, items: Sequence[tuple[str, datetime | None]], batch: int = 1000
+) -> None:
+    """Like `publish_dispatch_many`, each message with its ETA (the releaser's due times: within seconds)."""
+    for start in range(0, len(items), batch):
+        chunk = items[start : start + batch]
+        client.lpush(DISPATCH_QUEUE, *(dispatch_envelope(app, job_id, eta=eta) for job_id, eta in chunk))
