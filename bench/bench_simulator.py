@@ -9,7 +9,7 @@ built on an HTTP client library would measure the client, not the server. Two sc
 - `with_webhook`: every accepted message also gets a MESSAGE_DELIVERY receipt, signed, posted to a
   minimal receiver process (on the load generator's cores), as in a dispatch benchmark.
 
-Run: `.venv/bin/python -m bench.bench_simulator [--seconds 5] [--connections 32]`.
+Run: `.venv/bin/python -m bench.bench_simulator [--seconds S] [--rounds R]` (quick 3 s once, full 10 s three times).
 Writes bench/results/simulator.json.
 """
 
@@ -21,33 +21,24 @@ import contextlib
 import json
 import multiprocessing
 import os
-import platform
 import random
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
-from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-RESULTS = Path(__file__).resolve().parent / "results" / "simulator.json"
+from bench.common import BenchmarkError, document, mode, percentile, run_main, spread, write_result
+from bench.load import http_request, run_loop, send_for
+from worker.redis_server import free_port
+
+EXTRA_VERSIONS = ("uvicorn", "starlette", "uvloop", "httptools", "aiohttp")
 PROJECT, APP = "sim-project", "sim-app"
 TEMPLATES = {"order_shipped": {"text": "#{customer}님, 주문이 출발했습니다: #{order_id}", "language": "ko"}}
 SERVER_CORE = 0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def other_cores() -> set[int]:
@@ -104,58 +95,18 @@ def request_bodies(count: int, seed: int = 7) -> list[bytes]:
     return bodies
 
 
-async def _connection(
-    port: int,
-    requests: list[bytes],
-    deadline: float,
-    measuring_from: float,
-    latencies: list[float],
-    statuses: Counter[int],
-) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    position = 0
-    try:
-        while True:
-            started = time.monotonic()
-            if started >= deadline:
-                return
-            writer.write(requests[position % len(requests)])
-            position += 1
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            await reader.readexactly(length)
-            if started >= measuring_from:
-                latencies.append(time.monotonic() - started)
-                statuses[int(head[9:12])] += 1
-    finally:
-        writer.close()
-
-
-async def generate_load(port: int, token: str, connections: int, seconds: float, warmup: float) -> dict[str, Any]:
-    bodies = request_bodies(3000)
-    head = (
-        f"POST /v1/projects/{PROJECT}/messages:send HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
-    )
-    requests = [f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body for body in bodies]
-    latencies: list[float] = []
-    statuses: Counter[int] = Counter()
-    start = time.monotonic()
-    measuring_from, deadline = start + warmup, start + warmup + seconds
-    shards = [requests[index::connections] for index in range(connections)]
-    await asyncio.gather(*(_connection(port, shard, deadline, measuring_from, latencies, statuses) for shard in shards))
-    latencies.sort()
-    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 100 else [0.0] * 99
+def generate_load(port: int, token: str, connections: int, seconds: float, warmup: float) -> dict[str, Any]:
+    head = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    path = f"/v1/projects/{PROJECT}/messages:send"
+    requests = [http_request("POST", path, port, body, head) for body in request_bodies(3000)]
+    result = run_loop(send_for(port, requests, connections, seconds, warmup))
+    latencies = result.sorted_latencies_ms()
     return {
         "sends": len(latencies),
         "seconds": seconds,
         "sends_per_s": round(len(latencies) / seconds, 1),
-        "latency_ms": {"p50": round(quantiles[49] * 1000, 2), "p99": round(quantiles[98] * 1000, 2)},
-        "http_status": {str(status): count for status, count in sorted(statuses.items())},
+        "latency_ms": {"p50": round(percentile(latencies, 0.5), 2), "p99": round(percentile(latencies, 0.99), 2)},
+        "http_status": {str(status): count for status, count in sorted(result.statuses.items())},
     }
 
 
@@ -183,16 +134,7 @@ def run_receiver(port: int, ready: Any) -> None:
             await server.serve_forever()
 
     with contextlib.suppress(KeyboardInterrupt):
-        _event_loop_run(main())
-
-
-def _event_loop_run(coroutine: Any) -> Any:
-    try:
-        import uvloop
-
-        return uvloop.run(coroutine)
-    except ImportError:
-        return asyncio.run(coroutine)
+        run_loop(main())
 
 
 def start_simulator(port: int, templates: Path, webhook_url: str | None) -> subprocess.Popen[bytes]:
@@ -211,10 +153,12 @@ def start_simulator(port: int, templates: Path, webhook_url: str | None) -> subp
                 return process
         time.sleep(0.05)
     process.kill()
-    raise RuntimeError("the simulator did not start")
+    raise BenchmarkError("the simulator did not start")
 
 
-def scenario(name: str, templates: Path, connections: int, seconds: float, with_webhook: bool) -> dict[str, Any]:
+def scenario(
+    name: str, templates: Path, connections: int, seconds: float, with_webhook: bool, warmup: float
+) -> dict[str, Any]:
     receiver = None
     webhook_url = None
     if with_webhook:
@@ -234,8 +178,8 @@ def scenario(name: str, templates: Path, connections: int, seconds: float, with_
             f"{base}/oauth2/token", data={"grant_type": "client_credentials"}, auth=("sim-key", "sim-secret")
         ).json()["access_token"]
         httpx.put(f"{base}/_sim/clock", json={"now": "2026-11-24T12:00:00+09:00"})  # FriendTalk window open
-        figures: dict[str, Any] = _event_loop_run(generate_load(port, token, connections, seconds, warmup=1.0))
-        time.sleep(0.5)  # let the last receipts go out
+        figures = generate_load(port, token, connections, seconds, warmup)
+        time.sleep(min(0.5, seconds))  # let the last receipts go out
         stats = httpx.get(f"{base}/_sim/stats").json()
         figures["simulator_stats"] = {key: stats[key] for key in ("requests", "accepted", "outcomes", "receipts")}
         if with_webhook:
@@ -251,65 +195,50 @@ def scenario(name: str, templates: Path, connections: int, seconds: float, with_
             receiver.join(10)
 
 
-def machine() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "platform": platform.platform(),
-        "cpu": model or platform.processor(),
-        "cores": os.cpu_count(),
-        "server_pinned_to_core": SERVER_CORE,
-        "load_generator_cores": sorted(other_cores()),
-    }
-
-
-def versions() -> dict[str, str]:
-    names = ("uvicorn", "starlette", "uvloop", "httptools", "aiohttp", "pydantic", "phonenumbers")
-    found = {"python": platform.python_version()}
-    for name in names:
-        with contextlib.suppress(Exception):
-            found[name] = version(name)
-    return found
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per scenario (after 1 s warm-up)")
-    parser.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections")
-    parser.add_argument("--output", type=Path, default=RESULTS)
-    arguments = parser.parse_args()
-    pin(os.getpid(), other_cores())
+def run(*, seconds: float, connections: int, rounds: int, warmup: float = 1.0) -> dict[str, Any]:
+    """Each scenario `rounds` times on a fresh simulator; spreads of the throughput and latency."""
+    runs: dict[str, list[dict[str, Any]]] = {"no_webhook": [], "with_webhook": []}
     with tempfile.TemporaryDirectory() as directory:
         templates = Path(directory) / "templates.json"
         templates.write_text(json.dumps(TEMPLATES, ensure_ascii=False), encoding="utf-8")
-        results = {
-            name: scenario(name, templates, arguments.connections, arguments.seconds, with_webhook)
-            for name, with_webhook in (("no_webhook", False), ("with_webhook", True))
+        for _ in range(rounds):
+            for name, with_webhook in (("no_webhook", False), ("with_webhook", True)):
+                runs[name].append(scenario(name, templates, connections, seconds, with_webhook, warmup))
+    return {
+        name: {
+            "sends_per_s": spread([figures["sends_per_s"] for figures in found]),
+            "p50_ms": spread([figures["latency_ms"]["p50"] for figures in found], 2),
+            "p99_ms": spread([figures["latency_ms"]["p99"] for figures in found], 2),
+            "runs": found,
         }
-    document = {
-        "benchmark": "simulator messages:send throughput, no latency configured, server on one core",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, "-m", "bench.bench_simulator", *sys.argv[1:]]),
-        "machine": machine(),
-        "versions": versions(),
-        "settings": {
-            "connections": arguments.connections,
-            "seconds": arguments.seconds,
-            "warmup_s": 1.0,
-            "rate_limit": 0,
-            "receipt_delay_ms": [0, 0],
-            "request_mix": "1/3 AlimTalk, 1/3 FriendTalk text, 1/3 FriendTalk choice",
-        },
-        "results": results,
+        for name, found in runs.items()
     }
-    arguments.output.parent.mkdir(parents=True, exist_ok=True)
-    arguments.output.write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {arguments.output}")
+
+
+def main() -> None:
+    full = mode() == "full"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=10.0 if full else 3.0, help="measured seconds per scenario")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections")
+    parser.add_argument("--rounds", type=int, default=3 if full else 1)
+    parser.add_argument("--output", type=Path)
+    arguments = parser.parse_args()
+    pin(os.getpid(), other_cores())
+    results = run(seconds=arguments.seconds, connections=arguments.connections, rounds=arguments.rounds)
+    settings = {
+        "connections": arguments.connections,
+        "seconds": arguments.seconds,
+        "rounds": arguments.rounds,
+        "warmup_s": 1.0,
+        "rate_limit": 0,
+        "receipt_delay_ms": [0, 0],
+        "request_mix": "1/3 AlimTalk, 1/3 FriendTalk text, 1/3 FriendTalk choice",
+        "cores": f"simulator pinned to core {SERVER_CORE}, load generator on {sorted(other_cores())}",
+    }
+    title = "simulator: messages:send throughput, no latency configured, server on one core"
+    result = document("simulator", title, "bench.bench_simulator", settings, results, *EXTRA_VERSIONS)
+    print(f"wrote {write_result(result, arguments.output)}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

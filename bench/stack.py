@@ -1,0 +1,362 @@
+"""The real processes a benchmark runs against: the simulator, Celery workers and beat, the gateway.
+
+Each runs as its own subprocess in its own process group (as in tests/celery_processes.py), with
+its log in a temporary directory; the private redis-server is worker.redis_server.RedisServer.
+CPU time and memory of a process and its children are read from /proc (Linux).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+import redis
+from celery import Celery
+
+from bench.common import BenchmarkError
+from worker import keys
+from worker.celery import CALLBACKS_QUEUE, DISPATCH_QUEUE
+from worker.redis_server import free_port
+from worker.sending_window import KST
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PROJECT, APP, KEY_ID, KEY_SECRET = "sim-project", "sim-app", "sim-key", "sim-secret"
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class StartError(BenchmarkError):
+    """A process of the stack did not come up; the message ends with the last line of its log."""
+
+
+class Process:
+    """A subprocess in its own process group, its output in `log_path`; ready once `ready()` holds."""
+
+    def __init__(self, name: str, command: list[str], env: Mapping[str, str], log_path: Path) -> None:
+        self.name = name
+        self.command = command
+        self.env = dict(env)
+        self.log_path = log_path
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None, f"{self.name} is not started"
+        return self.popen.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def last_log_line(self) -> str:
+        lines = [line.strip() for line in self.log().splitlines() if line.strip()]
+        return lines[-1][:300] if lines else "(no output)"
+
+    def ready(self) -> bool:
+        return True
+
+    def start(self, timeout: float = 30.0) -> Process:
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to be ready (see `start_all`)."""
+        with self.log_path.open("ab") as log:
+            self.popen = subprocess.Popen(
+                self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+
+    def wait_ready(self, timeout: float = 30.0) -> Process:
+        assert self.popen is not None, f"{self.name} is not launched"
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if self.popen.poll() is not None:
+                raise StartError(f"{self.name} exited at start: {self.last_log_line()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise StartError(f"{self.name} not ready within {timeout} s: {self.last_log_line()}")
+            time.sleep(0.05)
+        return self
+
+    def request_stop(self) -> None:
+        """SIGTERM to the main process: a graceful stop."""
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Ask the main process to stop, wait, then SIGKILL whatever is left of its process group."""
+        self.request_stop()
+        popen, self.popen = self.popen, None
+        if popen is None:
+            return
+        try:
+            popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(popen.pid, signal.SIGKILL)
+
+    def tree(self) -> list[int]:
+        """This process and its descendants (a Celery worker and its pool processes)."""
+        return process_tree(self.pid)
+
+    def __enter__(self) -> Process:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def stop_all(processes: Iterable[Process]) -> None:
+    """Ask every process to stop at once, then wait for each."""
+    stopping = list(processes)
+    for process in stopping:
+        process.request_stop()
+    for process in stopping:
+        process.stop()
+
+
+def start_all(processes: Iterable[Process], timeout: float = 30.0) -> None:
+    """Launch every process at once, then wait for each to be ready (stopping them all if one is not)."""
+    started = list(processes)
+    try:
+        for process in started:
+            process.launch()
+        for process in started:
+            process.wait_ready(timeout)
+    except BaseException:
+        stop_all(started)
+        raise
+
+
+class Simulator(Process):
+    """`python -m simulator` on a free port: no latency, receipts at once, rate limit as given (0 = none)."""
+
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        rate_limit: float = 0,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        friendtalk_window: str | None = None,
+    ) -> None:
+        self.port = free_port()
+        command = [
+            sys.executable, "-m", "simulator", "--port", str(self.port), "--rate-limit", f"{rate_limit:g}",
+            "--receipt-delay-ms", "0-0",
+        ]  # fmt: skip
+        if webhook_url:
+            command += ["--webhook-url", webhook_url]
+        if webhook_secret:
+            command += ["--webhook-secret", webhook_secret]
+        if friendtalk_window:
+            command += ["--friendtalk-window", friendtalk_window]
+        super().__init__("simulator", command, os.environ, log_dir / "simulator.log")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ready(self) -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(self.url + "/_sim/stats", timeout=1).status_code == 200
+        return False
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = httpx.request(method, self.url + path, timeout=60, **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    def sinch_env(self) -> dict[str, str]:
+        """The settings that point kakao-dispatch at this simulator."""
+        return {
+            "SINCH_API_URL": self.url,
+            "SINCH_AUTH_URL": self.url + "/oauth2/token",
+            "SINCH_PROJECT_ID": PROJECT,
+            "SINCH_APP_ID": APP,
+            "SINCH_KEY_ID": KEY_ID,
+            "SINCH_KEY_SECRET": KEY_SECRET,
+        }
+
+
+class Beat(Process):
+    """`celery -A worker beat`, ready when its log says it started."""
+
+    def __init__(self, env: Mapping[str, str], log_dir: Path) -> None:
+        command = [sys.executable, "-m", "celery", "-A", "worker", "beat", "-s", str(log_dir / "beat-schedule"),
+                   "--pidfile=", "-l", "INFO"]  # fmt: skip
+        super().__init__("beat", command, env, log_dir / "beat.log")
+
+    def ready(self) -> bool:
+        return "beat: Starting" in self.log()
+
+
+class Worker(Process):
+    """A worker node as deployed (`celery -A worker worker`, prefork pool) at Celery's default log level.
+
+    At that level (WARNING) the worker logs nothing when it is ready, so readiness is a remote-control
+    ping answered by this node: its consumer loop runs.
+    """
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_dir: Path,
+        *,
+        name: str = "w1",
+        concurrency: int = 2,
+        app: str = "worker",
+        queues: str = "dispatch,callbacks",
+    ) -> None:
+        self.node = f"{name}@{socket.gethostname()}"
+        self.concurrency = concurrency
+        command = [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queues, "-c", str(concurrency),
+                   "-n", self.node, "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
+        super().__init__(f"worker {name}", command, env, log_dir / f"{name}.log")
+        self._control: Celery | None = None
+
+    def request_stop(self) -> None:
+        """SIGKILL to the node and its pool at once: a warm shutdown takes about 2 s, and the benchmarks stop
+        a node only when every message it took is acknowledged (a killed node loses nothing anyway)."""
+        if self.popen is not None and self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+
+    def ready(self) -> bool:
+        if self._control is None:
+            self._control = Celery("bench-control", broker=self.env["KAKAO_DISPATCH_REDIS_URL"])
+        replies = self._control.control.ping(destination=[self.node], timeout=0.3)
+        return any(self.node in reply for reply in replies or [])
+
+    def stop(self, timeout: float = 20.0) -> None:
+        super().stop(timeout)
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+
+
+class Gateway(Process):
+    """`kakao-dispatch gateway` as deployed, on a free port."""
+
+    def __init__(self, env: Mapping[str, str], log_dir: Path) -> None:
+        self.port = free_port()
+        command = [str(BIN / "kakao-dispatch"), "gateway", "--port", str(self.port)]
+        super().__init__("gateway", command, env, log_dir / "gateway.log")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ready(self) -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+        return False
+
+
+def base_env(redis_url: str, **values: str) -> dict[str, str]:
+    """The environment of kakao-dispatch processes: this process's, without any SINCH_/KAKAO_ setting, plus these."""
+    inherited = {key: value for key, value in os.environ.items() if not key.startswith(("SINCH_", "KAKAO_"))}
+    return {**inherited, "PYTHONUNBUFFERED": "1", "KAKAO_DISPATCH_REDIS_URL": redis_url, **values}
+
+
+def window_around(now: datetime, *, opens_in: float, lasts: float) -> str:
+    """A FriendTalk window (`HH:MM:SS-HH:MM:SS` KST) that opens `opens_in` seconds from `now`."""
+    start = (now + timedelta(seconds=opens_in)).astimezone(KST)
+    end = start + timedelta(seconds=lasts)
+    return f"{start:%H:%M:%S}-{end:%H:%M:%S}"
+
+
+def open_window() -> str:
+    """A FriendTalk window that is open now and for the next two hours."""
+    return window_around(datetime.now(UTC), opens_in=-3600, lasts=3 * 3600)
+
+
+# -- /proc -----------------------------------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str]:
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    return raw[raw.rindex(")") + 2 :].split()  # the fields after "(comm)", starting with the state
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every descendant, from the parent ids in /proc/*/stat."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                children.setdefault(int(_stat_fields(int(entry.name))[1]), []).append(int(entry.name))
+    found, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        found.append(pid)
+        pending.extend(children.get(pid, []))
+    return found
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU time of these processes so far (seconds)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = _stat_fields(pid)
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / _TICKS
+
+
+def rss_bytes(pids: Iterable[int]) -> int:
+    """Resident memory of these processes (bytes, shared pages counted in each)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
+    return total
+
+
+# -- Redis -----------------------------------------------------------------------------------------
+
+#: kombu's Redis transport keeps delivered, unacknowledged messages (acks_late) in this hash and its index.
+UNACKED = ("unacked", "unacked_index", "unacked_mutex")
+
+
+def clear_data(client: redis.Redis) -> None:
+    """Delete every kakao-dispatch key and the queued messages, keeping kombu's queue bindings.
+
+    A FLUSHDB would also drop `_kombu.binding.*`, which running processes declared once at start-up
+    and which `send_task` needs to route a message to its queue.
+    """
+    client.delete(DISPATCH_QUEUE, CALLBACKS_QUEUE, *UNACKED)
+    batch: list[str] = []
+    for key in client.scan_iter(match=keys.PREFIX + "*", count=5000):
+        batch.append(key)
+        if len(batch) >= 5000:
+            client.unlink(*batch)
+            batch.clear()
+    if batch:
+        client.unlink(*batch)
+
+
+def redis_cpu_seconds(client: redis.Redis) -> float:
+    """User + system CPU time of the redis-server so far (INFO cpu)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def redis_used_memory(client: redis.Redis) -> int:
+    return int(client.info("memory")["used_memory"])
