@@ -23,31 +23,29 @@ SessionLookup = Callable[[str], str | None]
 @dataclass(frozen=True)
 class ChannelDecision:
     type: Kind
-    channel: Channel
-    reason: str
     contact_id: str | None = None  # set when `auto` turned an MSISDN into a session's contact
+
+    @property
+    def channel(self) -> Channel:
+        return CHANNEL_OF[self.type]
 
 
 def choose_channel(request: SendRequest, msisdn: str | None, sessions: SessionLookup | None) -> ChannelDecision:
-    """Explicit types map to their channel; `auto` picks AlimTalk, ConsultationTalk or FriendTalk."""
+    """Explicit types map to their channel; `auto` picks AlimTalk, ConsultationTalk or FriendTalk.
+
+    For `auto`: a template goes as AlimTalk; a message to a contact id is a ConsultationTalk reply, and so is
+    one to an MSISDN with an open session (a session store given, the message no template_message); any other
+    message to an MSISDN is a FriendTalk.
+    """
     if request.type != "auto":
-        return ChannelDecision(request.type, CHANNEL_OF[request.type], f"type {request.type} was requested")
+        return ChannelDecision(request.type)
     if request.template is not None:
-        return ChannelDecision("alimtalk", "KAKAOTALK", "auto: a template goes as AlimTalk")
+        return ChannelDecision("alimtalk")
     if request.to.contact_id is not None:
-        return ChannelDecision("consultation", "KAKAOTALKCHAT", "auto: a contact id is a ConsultationTalk reply")
+        return ChannelDecision("consultation")
     carries_template = request.message is not None and request.message.template_message is not None
     if msisdn is not None and sessions is not None and not carries_template:
         contact_id = sessions(msisdn)
         if contact_id is not None:
-            return ChannelDecision(
-                "consultation",
-                "KAKAOTALKCHAT",
-                "auto: the recipient has an open ConsultationTalk session",
-                contact_id=contact_id,
-            )
-    if sessions is None:
-        reason = "auto: no session store consulted; a message to an MSISDN goes as FriendTalk"
-    else:
-        reason = "auto: no open ConsultationTalk session; a message to an MSISDN goes as FriendTalk"
-    return ChannelDecision("friendtalk", "KAKAOTALK", reason)
+            return ChannelDecision("consultation", contact_id=contact_id)
+    return ChannelDecision("friendtalk")
