@@ -20,11 +20,6 @@ class Msisdn:
     e164: str
     is_mobile: bool
 
-    @property
-    def masked(self) -> str:
-        """For logs and API answers: country code and the last four digits only."""
-        return self.e164[:3] + "*" * max(len(self.e164) - 7, 0) + self.e164[-4:]
-
 
 def parse_msisdn(raw: str, default_region: str = DEFAULT_REGION) -> Msisdn:
     """Normalise `010-1234-5678`, `+82 10 1234 5678`, `821012345678`... to E.164, or raise InvalidMsisdn."""

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from worker.channels import Channel, ChannelDecision, Kind, SessionLookup, choose_channel
-from worker.recipients import InvalidMsisdn, parse_msisdn
+from worker.recipients import InvalidMsisdn, mask_msisdn, parse_msisdn
 from worker.rules import TEXT_MAX, Findings, MediaLookup, check_message, check_text_length
 from worker.send_request import SendRequest, parse_send_request
 from worker.sending_window import KST, SendingWindow
@@ -92,7 +92,7 @@ def check_request(data: Any, context: CheckContext) -> Verdict:
                 findings.warn(
                     "recipient.not_mobile",
                     "to.msisdn",
-                    f"{number.masked} is not a mobile number; KakaoTalk accounts use mobile numbers",
+                    f"{mask_msisdn(number.e164)} is not a mobile number; KakaoTalk accounts use mobile numbers",
                 )
 
     decision = choose_channel(request, msisdn, context.sessions)
