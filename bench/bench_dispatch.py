@@ -262,13 +262,11 @@ def measure(
     """Alternate the real worker and the no-op worker for `rounds` rounds, then profile in process."""
     for round_number in range(rounds):
         with stack.worker("worker", f"dispatch{round_number}") as node:
-            assert isinstance(node, Worker)
             throughput_round(stack, node, min(jobs, 200), expect_sent=True)  # warm-up: tokens, connections
             figures = throughput_round(stack, node, jobs, expect_sent=True)
             runs["dispatch"].append(figures)
             runs["latency"].append(latency_round(stack, figures["jobs_per_s"] / 2, latency_seconds))
         with stack.worker("bench.noop_worker", f"noop{round_number}") as node:
-            assert isinstance(node, Worker)
             throughput_round(stack, node, min(jobs, 200), expect_sent=False)
             runs["noop"].append(throughput_round(stack, node, jobs, expect_sent=False))
         dispatch, noop, latency = runs["dispatch"][-1], runs["noop"][-1], runs["latency"][-1]
@@ -283,7 +281,6 @@ def run(*, jobs: int, rounds: int, concurrency: int, latency_seconds: float) -> 
     with RedisServer() as server, tempfile.TemporaryDirectory(prefix="bench-dispatch-") as directory:
         log_dir = Path(directory)
         with Simulator(log_dir) as simulator:
-            assert isinstance(simulator, Simulator)
             stack = DispatchStack(server, simulator, log_dir, concurrency)
             try:
                 profiled = measure(stack, rounds, jobs, latency_seconds, runs)

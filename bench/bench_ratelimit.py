@@ -63,7 +63,6 @@ def one_second_extremes(times: Sequence[float], start: float, end: float) -> tup
 def ratelimit_round(rate: float, window: float, warmup: float, concurrency: int, log_dir: Path) -> dict[str, Any]:
     backlog = int(rate * (warmup + window) * 1.3) + 20
     with RedisServer() as server, Simulator(log_dir, rate_limit=rate) as simulator:
-        assert isinstance(simulator, Simulator)
         env = base_env(server.url, **simulator.sinch_env(), KAKAO_DISPATCH_RATE_LIMIT=f"{rate:g}")
         settings = Settings(**{key: value for key, value in env.items() if key.startswith(("SINCH_", "KAKAO_"))})  # type: ignore[arg-type]
         nodes = [Worker(env, log_dir, name=f"rate{rate:g}-{index}", concurrency=concurrency)

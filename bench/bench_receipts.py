@@ -31,7 +31,17 @@ import redis
 from bench.bench_dispatch import PARKING_DB, with_db
 from bench.common import BenchmarkError, alimtalk_requests, document, mode, percentile, run_main, spread, write_result
 from bench.load import http_request, run_loop, send_all
-from bench.stack import Gateway, Worker, base_env, clear_data, cpu_seconds, redis_cpu_seconds, start_all
+from bench.stack import (
+    APP,
+    PROJECT,
+    Gateway,
+    Worker,
+    base_env,
+    clear_data,
+    cpu_seconds,
+    redis_cpu_seconds,
+    start_all,
+)
 from producers.producer import Enqueued, Producer
 from worker import keys
 from worker.jobs import new_owner_token
@@ -40,7 +50,6 @@ from worker.settings import Settings
 from worker.signing import SINCH_HEADERS, sign
 
 SECRET = "bench-webhook-secret"
-APP, PROJECT = "sim-app", "sim-project"
 
 
 def sent_jobs(client: redis.Redis, settings: Settings, count: int) -> list[tuple[str, str]]:

@@ -22,21 +22,18 @@ import json
 import multiprocessing
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench.common import BenchmarkError, document, mode, percentile, run_main, spread, write_result
+from bench.common import document, mode, percentile, run_main, spread, write_result
 from bench.load import http_request, run_loop, send_for
+from bench.stack import APP, KEY_ID, KEY_SECRET, PROJECT, Simulator
 from worker.redis_server import free_port
 
 EXTRA_VERSIONS = ("uvicorn", "starlette", "uvloop", "httptools", "aiohttp")
-PROJECT, APP = "sim-project", "sim-app"
 TEMPLATES = {"order_shipped": {"text": "#{customer}님, 주문이 출발했습니다: #{order_id}", "language": "ko"}}
 SERVER_CORE = 0
 
@@ -137,25 +134,6 @@ def run_receiver(port: int, ready: Any) -> None:
         run_loop(main())
 
 
-def start_simulator(port: int, templates: Path, webhook_url: str | None) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable, "-m", "simulator", "--port", str(port), "--rate-limit", "0",
-        "--receipt-delay-ms", "0-0", "--templates", str(templates),
-    ]  # fmt: skip
-    if webhook_url:
-        command += ["--webhook-url", webhook_url, "--webhook-secret", "bench-secret"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pin(process.pid, {SERVER_CORE})
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://127.0.0.1:{port}/_sim/stats", timeout=1).status_code == 200:
-                return process
-        time.sleep(0.05)
-    process.kill()
-    raise BenchmarkError("the simulator did not start")
-
-
 def scenario(
     name: str, templates: Path, connections: int, seconds: float, with_webhook: bool, warmup: float
 ) -> dict[str, Any]:
@@ -170,17 +148,18 @@ def scenario(
         pin(receiver.pid, other_cores())
         ready.wait(10)
         webhook_url = f"http://127.0.0.1:{receiver_port}/sinch"
-    port = free_port()
-    simulator = start_simulator(port, templates, webhook_url)
-    base = f"http://127.0.0.1:{port}"
+    simulator = Simulator(templates.parent, templates=templates, webhook_url=webhook_url,
+                          webhook_secret="bench-secret" if webhook_url else None)  # fmt: skip
     try:
-        token = httpx.post(
-            f"{base}/oauth2/token", data={"grant_type": "client_credentials"}, auth=("sim-key", "sim-secret")
-        ).json()["access_token"]
-        httpx.put(f"{base}/_sim/clock", json={"now": "2026-11-24T12:00:00+09:00"})  # FriendTalk window open
-        figures = generate_load(port, token, connections, seconds, warmup)
+        simulator.start()
+        pin(simulator.pid, {SERVER_CORE})
+        simulator.wait_ready(time.monotonic() + 15)
+        token = simulator.call("POST", "/oauth2/token", data={"grant_type": "client_credentials"},
+                               auth=(KEY_ID, KEY_SECRET))["access_token"]  # fmt: skip
+        simulator.call("PUT", "/_sim/clock", json={"now": "2026-11-24T12:00:00+09:00"})  # FriendTalk window open
+        figures = generate_load(simulator.port, token, connections, seconds, warmup)
         time.sleep(min(0.5, seconds))  # let the last receipts go out
-        stats = httpx.get(f"{base}/_sim/stats").json()
+        stats = simulator.call("GET", "/_sim/stats")
         figures["simulator_stats"] = {key: stats[key] for key in ("requests", "accepted", "outcomes", "receipts")}
         if with_webhook:
             figures["receipts_sent"] = stats["receipts"]["sent"]
@@ -188,8 +167,7 @@ def scenario(
               f"p99 {figures['latency_ms']['p99']} ms, statuses {figures['http_status']}")  # fmt: skip
         return figures
     finally:
-        simulator.terminate()
-        simulator.wait(10)
+        simulator.stop()
         if receiver is not None:
             receiver.terminate()
             receiver.join(10)

@@ -27,12 +27,13 @@ class BenchmarkError(RuntimeError):
 
 def run_main(main: Callable[[], None]) -> int:
     """Run a benchmark's main; a failure is one line on stderr and exit code 1, not a traceback."""
+    from producers.processes import ProcessFailed
     from worker.redis_server import RedisServerError
 
     interference.start()
     try:
         main()
-    except (BenchmarkError, RedisServerError) as error:
+    except (BenchmarkError, ProcessFailed, RedisServerError) as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

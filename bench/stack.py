@@ -1,7 +1,7 @@
 """The real processes a benchmark runs against: the simulator, Celery workers and beat, the gateway.
 
-Each runs as its own subprocess in its own process group (as in tests/celery_processes.py), with
-its log in a temporary directory; the private redis-server is worker.redis_server.RedisServer.
+Each is a producers.processes.ManagedProcess (its own process group, its log in a temporary directory),
+as in the sandbox; the private redis-server is worker.redis_server.RedisServer.
 CPU time and memory of a process and its children are read from /proc (Linux).
 """
 
@@ -11,20 +11,19 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import redis
 from celery import Celery
 
-from bench.common import BenchmarkError
+from producers.processes import ManagedProcess
 from worker import keys
 from worker.celery import CALLBACKS_QUEUE, DISPATCH_QUEUE
 from worker.redis_server import free_port
@@ -37,84 +36,27 @@ _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-class StartError(BenchmarkError):
-    """A process of the stack did not come up; the message ends with the last line of its log."""
-
-
-class Process:
-    """A subprocess in its own process group, its output in `log_path`; ready once `ready()` holds."""
+class Process(ManagedProcess):
+    """A ManagedProcess that is ready once its `ready()` holds; as a context manager: started, awaited, stopped."""
 
     def __init__(self, name: str, command: list[str], env: Mapping[str, str], log_path: Path) -> None:
-        self.name = name
-        self.command = command
-        self.env = dict(env)
-        self.log_path = log_path
-        self.popen: subprocess.Popen[bytes] | None = None
+        super().__init__(name, command, env=dict(env), log_path=log_path, ready=lambda _: self.ready())
 
     @property
     def pid(self) -> int:
-        assert self.popen is not None, f"{self.name} is not started"
-        return self.popen.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def last_log_line(self) -> str:
-        lines = [line.strip() for line in self.log().splitlines() if line.strip()]
-        return lines[-1][:300] if lines else "(no output)"
+        assert self.process is not None, f"{self.name} is not started"
+        return self.process.pid
 
     def ready(self) -> bool:
         return True
-
-    def start(self, timeout: float = 30.0) -> Process:
-        self.launch()
-        return self.wait_ready(timeout)
-
-    def launch(self) -> None:
-        """Start the process without waiting for it to be ready (see `start_all`)."""
-        with self.log_path.open("ab") as log:
-            self.popen = subprocess.Popen(
-                self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )  # fmt: skip
-
-    def wait_ready(self, timeout: float = 30.0) -> Process:
-        assert self.popen is not None, f"{self.name} is not launched"
-        deadline = time.monotonic() + timeout
-        while not self.ready():
-            if self.popen.poll() is not None:
-                raise StartError(f"{self.name} exited at start: {self.last_log_line()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise StartError(f"{self.name} not ready within {timeout} s: {self.last_log_line()}")
-            time.sleep(0.05)
-        return self
-
-    def request_stop(self) -> None:
-        """SIGTERM to the main process: a graceful stop."""
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """Ask the main process to stop, wait, then SIGKILL whatever is left of its process group."""
-        self.request_stop()
-        popen, self.popen = self.popen, None
-        if popen is None:
-            return
-        try:
-            popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            popen.kill()
-            popen.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(popen.pid, signal.SIGKILL)
 
     def tree(self) -> list[int]:
         """This process and its descendants (a Celery worker and its pool processes)."""
         return process_tree(self.pid)
 
-    def __enter__(self) -> Process:
-        return self.start()
+    def __enter__(self) -> Self:
+        start_all([self])
+        return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
@@ -122,25 +64,17 @@ class Process:
         self.stop()
 
 
-def stop_all(processes: Iterable[Process]) -> None:
-    """Ask every process to stop at once, then wait for each."""
-    stopping = list(processes)
-    for process in stopping:
-        process.request_stop()
-    for process in stopping:
-        process.stop()
-
-
 def start_all(processes: Iterable[Process], timeout: float = 30.0) -> None:
-    """Launch every process at once, then wait for each to be ready (stopping them all if one is not)."""
+    """Start every process at once, then wait for each to be ready (stopping them all if one is not)."""
     started = list(processes)
     try:
         for process in started:
-            process.launch()
+            process.start()
         for process in started:
-            process.wait_ready(timeout)
+            process.wait_ready(time.monotonic() + timeout)
     except BaseException:
-        stop_all(started)
+        for process in started:
+            process.stop()
         raise
 
 
@@ -152,21 +86,21 @@ class Simulator(Process):
         log_dir: Path,
         *,
         rate_limit: float = 0,
+        templates: Path | None = None,
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
-        friendtalk_window: str | None = None,
     ) -> None:
         self.port = free_port()
         command = [
             sys.executable, "-m", "simulator", "--port", str(self.port), "--rate-limit", f"{rate_limit:g}",
             "--receipt-delay-ms", "0-0",
         ]  # fmt: skip
+        if templates:
+            command += ["--templates", str(templates)]
         if webhook_url:
             command += ["--webhook-url", webhook_url]
         if webhook_secret:
             command += ["--webhook-secret", webhook_secret]
-        if friendtalk_window:
-            command += ["--friendtalk-window", friendtalk_window]
         super().__init__("simulator", command, os.environ, log_dir / "simulator.log")
 
     @property
@@ -231,20 +165,18 @@ class Worker(Process):
         super().__init__(f"worker {name}", command, env, log_dir / f"{name}.log")
         self._control: Celery | None = None
 
-    def request_stop(self) -> None:
-        """SIGKILL to the node and its pool at once: a warm shutdown takes about 2 s, and the benchmarks stop
-        a node only when every message it took is acknowledged (a killed node loses nothing anyway)."""
-        if self.popen is not None and self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-
     def ready(self) -> bool:
         if self._control is None:
             self._control = Celery("bench-control", broker=self.env["KAKAO_DISPATCH_REDIS_URL"])
         replies = self._control.control.ping(destination=[self.node], timeout=0.3)
         return any(self.node in reply for reply in replies or [])
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGKILL to the node and its pool at once: a warm shutdown takes about 2 s, and the benchmarks stop
+        a node only when every message it took is acknowledged (a killed node loses nothing anyway)."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
         super().stop(timeout)
         if self._control is not None:
             self._control.close()
@@ -270,9 +202,14 @@ class Gateway(Process):
 
 
 def base_env(redis_url: str, **values: str) -> dict[str, str]:
-    """The environment of kakao-dispatch processes: this process's, without any SINCH_/KAKAO_ setting, plus these."""
+    """The environment of kakao-dispatch processes: this process's, without any SINCH_/KAKAO_ setting, plus these.
+
+    PYTHONPATH starts with the repository, so that `celery -A bench.noop_worker` finds the (not installed)
+    bench package from any working directory.
+    """
     inherited = {key: value for key, value in os.environ.items() if not key.startswith(("SINCH_", "KAKAO_"))}
-    return {**inherited, "PYTHONUNBUFFERED": "1", "KAKAO_DISPATCH_REDIS_URL": redis_url, **values}
+    path = os.pathsep.join(filter(None, [str(ROOT), inherited.get("PYTHONPATH")]))
+    return {**inherited, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, "KAKAO_DISPATCH_REDIS_URL": redis_url, **values}
 
 
 def window_around(now: datetime, *, opens_in: float, lasts: float) -> str:
