@@ -12,6 +12,7 @@ import pytest
 
 CLI = str(Path(sys.executable).parent / "kakao-dispatch")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+FRIENDTALK = {"type": "friendtalk", "to": {"msisdn": "010-1234-5678"}, "message": {"text_message": {"text": "hi"}}}
 
 
 def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -61,25 +62,15 @@ def test_rejected_request_lists_violations_and_exits_1() -> None:
 
 
 def test_friendtalk_at_night_gets_the_next_opening(tmp_path: Path) -> None:
-    request = {
-        "type": "friendtalk",
-        "to": {"msisdn": "010-1234-5678"},
-        "message": {"text_message": {"text": "hi"}},
-    }
-    result = run("check", write(tmp_path, request), "--at", "2026-12-31T14:00:00Z")
+    result = run("check", write(tmp_path, FRIENDTALK), "--at", "2026-12-31T14:00:00Z")
     assert result.returncode == 0
     assert json.loads(result.stdout)["not_before"] == "2027-01-01T08:00:00+09:00"
 
 
 def test_window_comes_from_the_environment(tmp_path: Path) -> None:
-    request = {
-        "type": "friendtalk",
-        "to": {"msisdn": "010-1234-5678"},
-        "message": {"text_message": {"text": "hi"}},
-    }
     result = run(
         "check",
-        write(tmp_path, request),
+        write(tmp_path, FRIENDTALK),
         "--at",
         "2026-11-24T08:30:00+09:00",
         env={"KAKAO_DISPATCH_FRIENDTALK_WINDOW": "09:00-20:00"},

@@ -12,6 +12,7 @@ from worker.sending_window import KST, SendingWindow
 from worker.verdict import CheckContext, check_request
 
 WINDOW = SendingWindow.parse("08:00-21:00")
+FRIENDTALK = {"type": "friendtalk", "to": {"msisdn": "010-1234-5678"}, "message": {"text_message": {"text": "hi"}}}
 
 
 def kst(text: str) -> datetime:
@@ -55,26 +56,14 @@ def test_window_reads_any_offset_in_kst(now: str, inside: bool) -> None:
 
 
 def test_friendtalk_after_21_kst_waits_until_8() -> None:
-    request = {
-        "type": "friendtalk",
-        "to": {"msisdn": "010-1234-5678"},
-        "message": {"text_message": {"text": "hi"}},
-    }
-    verdict = check_request(request, CheckContext(now=datetime.fromisoformat("2026-11-24T12:00:00Z")))
+    verdict = check_request(FRIENDTALK, CheckContext(now=datetime.fromisoformat("2026-11-24T12:00:00Z")))
     assert verdict.accepted
     assert verdict.not_before == kst("2026-11-25 08:00:00")
     assert verdict.as_dict()["not_before"] == "2026-11-25T08:00:00+09:00"
 
 
 def test_friendtalk_inside_window_goes_now_and_alimtalk_ignores_window() -> None:
-    inside = check_request(
-        {
-            "type": "friendtalk",
-            "to": {"msisdn": "010-1234-5678"},
-            "message": {"text_message": {"text": "hi"}},
-        },
-        CheckContext(now=kst("2026-11-24 20:59:59")),
-    )
+    inside = check_request(FRIENDTALK, CheckContext(now=kst("2026-11-24 20:59:59")))
     assert inside.accepted and inside.not_before is None
     night_alimtalk = check_request(
         {"type": "alimtalk", "to": {"msisdn": "010-1234-5678"}, "template": {"id": "t"}},
@@ -84,32 +73,22 @@ def test_friendtalk_inside_window_goes_now_and_alimtalk_ignores_window() -> None
 
 
 def test_not_before_is_the_later_of_send_at_and_the_window() -> None:
-    base = {
-        "type": "friendtalk",
-        "to": {"msisdn": "010-1234-5678"},
-        "message": {"text_message": {"text": "hi"}},
-    }
     now = kst("2026-11-24 10:00:00")
-    evening = check_request({**base, "send_at": "2026-11-24T22:00:00+09:00"}, CheckContext(now=now))
+    evening = check_request({**FRIENDTALK, "send_at": "2026-11-24T22:00:00+09:00"}, CheckContext(now=now))
     assert evening.not_before == kst("2026-11-25 08:00:00")
-    noon = check_request({**base, "send_at": "2026-11-24T03:00:00Z"}, CheckContext(now=now))
+    noon = check_request({**FRIENDTALK, "send_at": "2026-11-24T03:00:00Z"}, CheckContext(now=now))
     assert noon.not_before == kst("2026-11-24 12:00:00")
-    past = check_request({**base, "send_at": "2026-11-20T12:00:00+09:00"}, CheckContext(now=now))
+    past = check_request({**FRIENDTALK, "send_at": "2026-11-20T12:00:00+09:00"}, CheckContext(now=now))
     assert past.not_before is None
 
 
 def test_expires_at_before_the_send_time_is_a_violation() -> None:
-    base = {
-        "type": "friendtalk",
-        "to": {"msisdn": "010-1234-5678"},
-        "message": {"text_message": {"text": "hi"}},
-    }
     now = kst("2026-11-24 22:00:00")
-    late = check_request({**base, "expires_at": "2026-11-25T07:59:59+09:00"}, CheckContext(now=now))
+    late = check_request({**FRIENDTALK, "expires_at": "2026-11-25T07:59:59+09:00"}, CheckContext(now=now))
     assert [v.rule for v in late.violations] == ["schedule.expires_before_send"]
-    ok = check_request({**base, "expires_at": "2026-11-25T08:00:01+09:00"}, CheckContext(now=now))
+    ok = check_request({**FRIENDTALK, "expires_at": "2026-11-25T08:00:01+09:00"}, CheckContext(now=now))
     assert ok.accepted
-    gone = check_request({**base, "expires_at": "2026-11-24T21:59:59+09:00"}, CheckContext(now=now))
+    gone = check_request({**FRIENDTALK, "expires_at": "2026-11-24T21:59:59+09:00"}, CheckContext(now=now))
     assert [v.rule for v in gone.violations] == ["schedule.expired"]
 
 
@@ -160,13 +139,7 @@ def test_next_opening_is_never_early_and_always_inside(moment: datetime, hm: tup
 
 @given(instants, st.one_of(st.none(), instants))
 def test_friendtalk_not_before_never_precedes_the_request_time(now: datetime, send_at: datetime | None) -> None:
-    request: dict[str, object] = {
-        "type": "friendtalk",
-        "to": {"msisdn": "010-1234-5678"},
-        "message": {"text_message": {"text": "hi"}},
-    }
-    if send_at is not None:
-        request["send_at"] = send_at.isoformat()
+    request = FRIENDTALK if send_at is None else {**FRIENDTALK, "send_at": send_at.isoformat()}
     verdict = check_request(request, CheckContext(now=now))
     moment = verdict.not_before or now
     assert moment >= now
