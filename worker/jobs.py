@@ -42,11 +42,20 @@ DEFAULT_STREAM_LENGTH = 100_000
 _LUA = Path(__file__).with_name("lua")
 
 
+#: Key names the scripts derive or name without a KEYS entry (one Redis, not a cluster), from worker.keys.
+_LUA_KEY_NAMES = {
+    "JOB_PREFIX": keys.JOB,
+    "EVENTS_SUFFIX": keys.EVENTS_SUFFIX,
+    "IDEMPOTENCY_PREFIX": keys.IDEMPOTENCY,
+    "JOB_METRICS": keys.JOB_METRICS,
+}
+
+
 def _script(name: str) -> str:
-    """A Lua script with the shared preludes in front of it: key prefixes, `record_event`, `retain` and `finish`."""
-    prefixes = f"local JOB_PREFIX, IDEMPOTENCY_PREFIX = {json.dumps(keys.JOB)}, {json.dumps(keys.IDEMPOTENCY)}\n"
+    """A Lua script with the shared preludes in front of it: key names, `record_event`, `retain` and `finish`."""
+    names = "".join(f"local {local} = {json.dumps(value)}\n" for local, value in _LUA_KEY_NAMES.items())
     preludes = (_LUA / "record_event.lua").read_text() + (_LUA / "retention.lua").read_text()
-    return prefixes + preludes + (_LUA / name).read_text()
+    return names + preludes + (_LUA / name).read_text()
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -299,7 +308,7 @@ class JobStore:
                 keys.JOB_EVENTS_STREAM,
                 keys.CALLBACK_OUTBOX,
             ],
-            args=[now_ms, now_ms + horizon_ms, limit, keys.JOB, keys.EVENTS_SUFFIX, self.stream_length],
+            args=[now_ms, now_ms + horizon_ms, limit, self.stream_length],
         )
         released = []
         for index in range(0, len(flat), 2):

@@ -25,7 +25,7 @@ STATUS_COUNTS = PREFIX + "counts"
 #: Strings: GCRA theoretical arrival time (ms) of a rate limit scope ("app:<id>", "project:<id>").
 RATE = PREFIX + "rate:"
 #: Hash: jobs by status and type for /metrics, "into:<status>:<type>" and "out:<status>:<type>" counts of
-#: status changes, kept by worker/lua/record_event.lua (which names this key itself: its prelude has no KEYS).
+#: status changes, kept by worker/lua/record_event.lua (worker.jobs hands it the name: a prelude has no KEYS).
 JOB_METRICS = PREFIX + "metrics:jobs"
 #: Hashes the workers count into and the gateway's /metrics reads (worker/metrics.py): the Sinch send
 #: latency histogram and response codes; rate-limit waits, releases and repairs.

@@ -1,5 +1,4 @@
--- Prelude prepended after record_event.lua (worker.jobs loads them together; it also defines JOB_PREFIX and
--- IDEMPOTENCY_PREFIX from worker.keys): how a job record ages out.
+-- Prelude prepended after record_event.lua (worker.jobs loads them together): how a job record ages out.
 -- retain() starts the retention period of the record, its event list and its idempotency key together: a key
 -- that outlived its record would answer a job nobody can read (create_job.lua treats such a key as free).
 local function retain(job_key, events_key, job_id, retention)
