@@ -106,13 +106,14 @@ class Producer:
         results: list[Enqueued | RequestRejected | None] = []
         new_jobs: list[tuple[int, NewJob]] = []
         for index, request in enumerate(requests):
-            verdict = self.check(request, now=now)
+            job_id = new_job_id()  # the id the verdict's Sinch body carries is the one the job is saved under
+            verdict = self.check(request, now=now, job_id=job_id)
             if not verdict.accepted or verdict.request is None or verdict.type is None or verdict.channel is None:
                 results.append(RequestRejected(verdict.violations, index))
                 continue
             contact_id = verdict.request.to.contact_id or (verdict.decision.contact_id if verdict.decision else None)
             new_jobs.append(
-                (index, NewJob(new_job_id(), verdict.request, verdict.type, verdict.channel, verdict.msisdn,
+                (index, NewJob(job_id, verdict.request, verdict.type, verdict.channel, verdict.msisdn,
                                contact_id, verdict.not_before))
             )  # fmt: skip
             results.append(None)
