@@ -21,7 +21,6 @@ Writes bench/results/deferral.json.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from typing import Any
 
 import redis
 
-from bench.common import BenchmarkError, document, friendtalk_requests, mode, run_main, spread, write_result
+from bench.common import BenchmarkError, argument_parser, friendtalk_requests, mode, run_main, save, spread
 from bench.stack import Worker, base_env, redis_used_memory, rss_bytes, window_around
 from producers.producer import Enqueued, Producer
 from worker import keys
@@ -176,11 +175,10 @@ def run(*, jobs: int, rounds: int, concurrency: int, settle: float = 2.0) -> dic
 
 def main() -> None:
     full = mode() == "full"
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argument_parser(__doc__)
     parser.add_argument("--jobs", type=int, default=1_000_000 if full else 100_000)
     parser.add_argument("--rounds", type=int, default=3 if full else 1)
     parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 2, help="worker pool processes (-c)")
-    parser.add_argument("--output", type=Path)
     arguments = parser.parse_args()
     results = run(jobs=arguments.jobs, rounds=arguments.rounds, concurrency=arguments.concurrency)
     settings = {
@@ -191,8 +189,7 @@ def main() -> None:
         "release": "release_due_jobs(now=opening), batches of 500, queue depth cap above N, bulk publish_dispatch_at",
     }
     title = "deferral: FriendTalk jobs parked outside the window, released at the opening"
-    result = document("deferral", title, "bench.bench_deferral", settings, results)
-    print(f"wrote {write_result(result, arguments.output)}")
+    save("deferral", title, settings, results, arguments.output)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ Writes bench/results/dispatch.json.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -34,13 +33,13 @@ import redis
 from bench.common import (
     BenchmarkError,
     alimtalk_requests,
-    document,
+    argument_parser,
     mode,
     parse_instant,
     percentile,
     run_main,
+    save,
     spread,
-    write_result,
 )
 from bench.profiling import profile, shares, top_functions
 from bench.stack import Simulator, Worker, base_env, clear_data, cpu_seconds, open_window, redis_cpu_seconds
@@ -312,12 +311,11 @@ def run(*, jobs: int, rounds: int, concurrency: int, latency_seconds: float) -> 
 
 def main() -> None:
     full = mode() == "full"
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argument_parser(__doc__)
     parser.add_argument("--jobs", type=int, default=20_000 if full else 1_500)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 2, help="worker pool processes (-c)")
     parser.add_argument("--latency-seconds", type=float, default=10.0 if full else 3.0)
-    parser.add_argument("--output", type=Path)
     arguments = parser.parse_args()
     results = run(jobs=arguments.jobs, rounds=arguments.rounds, concurrency=arguments.concurrency,
                   latency_seconds=arguments.latency_seconds)  # fmt: skip
@@ -332,8 +330,7 @@ def main() -> None:
         "message": "AlimTalk template, MSISDN recipient",
     }
     title = "dispatch: real workers to the simulator vs a no-op Celery task"
-    result = document("dispatch", title, "bench.bench_dispatch", settings, results)
-    print(f"wrote {write_result(result, arguments.output)}")
+    save("dispatch", title, settings, results, arguments.output)
 
 
 if __name__ == "__main__":

@@ -16,15 +16,13 @@ Writes bench/results/enqueue.json.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import redis
 
-from bench.common import alimtalk_requests, document, mode, run_main, spread, write_result
+from bench.common import alimtalk_requests, argument_parser, mode, run_main, save, spread
 from bench.profiling import profile, shares, top_functions
 from bench.stack import redis_cpu_seconds
 from producers.producer import Producer
@@ -104,11 +102,10 @@ def run(*, jobs: int, rounds: int, profile_jobs: int) -> dict[str, Any]:
 
 def main() -> None:
     full = mode() == "full"
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argument_parser(__doc__)
     parser.add_argument("--jobs", type=int, default=100_000 if full else 5_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile-jobs", type=int, default=PROFILE_JOBS if full else 5_000)
-    parser.add_argument("--output", type=Path)
     arguments = parser.parse_args()
     results = run(jobs=arguments.jobs, rounds=arguments.rounds, profile_jobs=arguments.profile_jobs)
     settings = {
@@ -119,8 +116,7 @@ def main() -> None:
         "message": "AlimTalk template, MSISDN recipient",
     }
     title = "enqueue: Producer.send_many vs a plain loop of Celery send_task"
-    result = document("enqueue", title, "bench.bench_enqueue", settings, results, "pydantic", "phonenumbers")
-    print(f"wrote {write_result(result, arguments.output)}")
+    save("enqueue", title, settings, results, arguments.output, "pydantic", "phonenumbers")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Writes bench/results/ratelimit.json.
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import os
 import sys
@@ -28,16 +27,7 @@ from typing import Any
 
 import redis
 
-from bench.common import (
-    BenchmarkError,
-    alimtalk_requests,
-    document,
-    mode,
-    parse_instant,
-    run_main,
-    spread,
-    write_result,
-)
+from bench.common import BenchmarkError, alimtalk_requests, argument_parser, mode, parse_instant, run_main, save, spread
 from bench.stack import Beat, Simulator, Worker, base_env, start_all
 from producers.producer import Producer
 from worker.redis_server import RedisServer
@@ -132,13 +122,12 @@ def run(*, rates: Sequence[float], window: float, warmup: float, rounds: int, co
 
 def main() -> None:
     full = mode() == "full"
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argument_parser(__doc__)
     parser.add_argument("--rates", default="20,200", help="configured rates, comma-separated")
     parser.add_argument("--window", type=float, default=30.0 if full else 10.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3 if full else 1)
     parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 2, help="pool processes per node (-c)")
-    parser.add_argument("--output", type=Path)
     arguments = parser.parse_args()
     rates = [float(rate) for rate in arguments.rates.split(",")]
     results = run(rates=rates, window=arguments.window, warmup=arguments.warmup, rounds=arguments.rounds,
@@ -152,8 +141,7 @@ def main() -> None:
         "simulator": "rate limit = the configured rate (429 beyond it), no latency",
     }
     title = "rate limit: achieved sends/s at the simulator for KAKAO_DISPATCH_RATE_LIMIT"
-    result = document("ratelimit", title, "bench.bench_ratelimit", settings, results)
-    print(f"wrote {write_result(result, arguments.output)}")
+    save("ratelimit", title, settings, results, arguments.output)
 
 
 if __name__ == "__main__":

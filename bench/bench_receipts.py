@@ -16,7 +16,6 @@ Writes bench/results/receipts.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import secrets
@@ -29,7 +28,7 @@ from typing import Any
 import redis
 
 from bench.bench_dispatch import PARKING_DB, with_db
-from bench.common import BenchmarkError, alimtalk_requests, document, mode, percentile, run_main, spread, write_result
+from bench.common import BenchmarkError, alimtalk_requests, argument_parser, mode, percentile, run_main, save, spread
 from bench.load import http_request, run_loop, send_all
 from bench.stack import (
     APP,
@@ -180,12 +179,11 @@ def run(*, jobs: int, rounds: int, concurrency: int, connections: int) -> dict[s
 
 def main() -> None:
     full = mode() == "full"
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argument_parser(__doc__)
     parser.add_argument("--jobs", type=int, default=20_000 if full else 3_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 2, help="worker pool processes (-c)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections to the gateway")
-    parser.add_argument("--output", type=Path)
     arguments = parser.parse_args()
     results = run(jobs=arguments.jobs, rounds=arguments.rounds, concurrency=arguments.concurrency,
                   connections=arguments.connections)  # fmt: skip
@@ -198,8 +196,7 @@ def main() -> None:
         "callback": "MESSAGE_DELIVERY, DELIVERED, signed, one per job",
     }
     title = "receipts: signed callbacks through the gateway and the workers into job records"
-    result = document("receipts", title, "bench.bench_receipts", settings, results, "uvicorn", "fastapi")
-    print(f"wrote {write_result(result, arguments.output)}")
+    save("receipts", title, settings, results, arguments.output, "uvicorn", "fastapi")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Writes bench/results/simulator.json.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -28,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import document, mode, percentile, run_main, spread, write_result
+from bench.common import argument_parser, mode, percentile, run_main, save, spread
 from bench.load import http_request, run_loop, send_for
 from bench.stack import APP, KEY_ID, KEY_SECRET, PROJECT, Simulator
 from worker.redis_server import free_port
@@ -195,11 +194,10 @@ def run(*, seconds: float, connections: int, rounds: int, warmup: float = 1.0) -
 
 def main() -> None:
     full = mode() == "full"
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argument_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=10.0 if full else 3.0, help="measured seconds per scenario")
     parser.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections")
     parser.add_argument("--rounds", type=int, default=3 if full else 1)
-    parser.add_argument("--output", type=Path)
     arguments = parser.parse_args()
     pin(os.getpid(), other_cores())
     results = run(seconds=arguments.seconds, connections=arguments.connections, rounds=arguments.rounds)
@@ -214,8 +212,7 @@ def main() -> None:
         "cores": f"simulator pinned to core {SERVER_CORE}, load generator on {sorted(other_cores())}",
     }
     title = "simulator: messages:send throughput, no latency configured, server on one core"
-    result = document("simulator", title, "bench.bench_simulator", settings, results, *EXTRA_VERSIONS)
-    print(f"wrote {write_result(result, arguments.output)}")
+    save("simulator", title, settings, results, arguments.output, *EXTRA_VERSIONS)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -139,16 +140,23 @@ def command(module: str) -> str:
     return prefix + " ".join(["python", "-m", module, *sys.argv[1:]])
 
 
+def argument_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's command line: its docstring's first line as description, `--output` to write elsewhere."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    parser.add_argument("--output", type=Path)
+    return parser
+
+
 def document(
-    name: str, title: str, module: str, settings: dict[str, Any], results: dict[str, Any], *extra_versions: str
+    name: str, title: str, settings: dict[str, Any], results: dict[str, Any], *extra_versions: str
 ) -> dict[str, Any]:
-    """A results document: what was measured, how, where, when, with which versions."""
+    """The results of `python -m bench.bench_<name>`: what was measured, how, where, when, with which versions."""
     return {
         "benchmark": name,
         "title": title,
         "mode": mode(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": command(module),
+        "command": command(f"bench.bench_{name}"),
         "machine": machine(),
         "other_processes_cores": interference.other_cores(),
         "versions": versions(*extra_versions),
@@ -165,3 +173,10 @@ def write_result(result: dict[str, Any], output: Path | None = None) -> Path:
     partial.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     partial.replace(path)
     return path
+
+
+def save(
+    name: str, title: str, settings: dict[str, Any], results: dict[str, Any], output: Path | None, *extra_versions: str
+) -> None:
+    """Write the results document (to `output`, else bench/results/<name>.json) and say where."""
+    print(f"wrote {write_result(document(name, title, settings, results, *extra_versions), output)}")

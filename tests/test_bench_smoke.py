@@ -64,9 +64,7 @@ def test_simulator_benchmark_measures_both_scenarios() -> None:
 
 def test_report_renders_a_fresh_result_and_every_stored_one(tmp_path: Path) -> None:
     results = bench_enqueue.run(jobs=20, rounds=1, profile_jobs=20)
-    write_result(
-        document("enqueue", "enqueue", "bench.bench_enqueue", {"jobs": 20}, results), tmp_path / "enqueue.json"
-    )
+    write_result(document("enqueue", "enqueue", {"jobs": 20}, results), tmp_path / "enqueue.json")
     fresh = render(load_results(tmp_path))
     assert "## enqueue" in fresh and "`Producer.send_many`" in fresh and "Where a producer's time goes" in fresh
     stored = load_results()
