@@ -16,7 +16,7 @@ from worker.rules import TEXT_MAX, Findings, MediaLookup, check_message, check_t
 from worker.send_request import SendRequest, parse_send_request
 from worker.sending_window import KST, SendingWindow
 from worker.sinch_body import build_send_body
-from worker.templates import TemplateRegistry, has_authentication_keyword
+from worker.templates import AUTHENTICATION_KEYWORDS, TemplateRegistry, has_authentication_keyword
 from worker.violations import RuleWarning, Violation
 
 PLACEHOLDER_JOB_ID = "job_check_placeholder"
@@ -257,13 +257,13 @@ def _check_template(
     rendered = template.render(template_request.parameters)
     check_text_length(rendered, "template (rendered)", "template.text_length", findings, TEXT_MAX)
     if request.authentication and not has_authentication_keyword(rendered):
+        keywords = ", ".join(AUTHENTICATION_KEYWORDS)
         findings.violate(
             "template.authentication_keyword",
             "template",
-            "one of auth, password, verif, にんしょう, 認証, 비밀번호, 인증",
+            f"one of {keywords}",
             rendered[:80],
-            "an authentication AlimTalk must contain one of the keywords auth, password, verif, "
-            "にんしょう, 認証, 비밀번호, 인증 after substitution",
+            f"an authentication AlimTalk must contain one of the keywords {keywords} after substitution",
         )
     return rendered if request.sms_fallback else None
 
