@@ -32,7 +32,7 @@ from typing import Any
 import redis
 
 from bench.common import BenchmarkError, argument_parser, friendtalk_requests, mode, run_main, save, spread
-from bench.stack import Worker, base_env, redis_used_memory, rss_bytes, window_around
+from bench.stack import Worker, base_env, redis_used_memory, rss_bytes, settings_of, window_around
 from producers.producer import Enqueued, Producer
 from worker import keys
 from worker.celery import DISPATCH_QUEUE, create_app
@@ -71,7 +71,7 @@ def deferral_round(jobs: int, concurrency: int, log_dir: Path, settle: float) ->
         client = redis.Redis.from_url(server.url, decode_responses=True)
         window = window_around(datetime.now(UTC), opens_in=3600, lasts=3600)
         env = base_env(server.url, KAKAO_DISPATCH_FRIENDTALK_WINDOW=window)
-        settings = Settings(**{key: value for key, value in env.items() if key.startswith("KAKAO_")})  # type: ignore[arg-type]
+        settings = settings_of(env)
         producer = Producer(client, settings=settings)
         with Worker(env, log_dir, name="deferral", concurrency=concurrency) as node:
             pids = node.tree()

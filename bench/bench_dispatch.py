@@ -42,7 +42,16 @@ from bench.common import (
     spread,
 )
 from bench.profiling import profile, shares, top_functions
-from bench.stack import Simulator, Worker, base_env, clear_data, cpu_seconds, open_window, redis_cpu_seconds
+from bench.stack import (
+    Simulator,
+    Worker,
+    base_env,
+    clear_data,
+    cpu_seconds,
+    open_window,
+    redis_cpu_seconds,
+    settings_of,
+)
 from producers.producer import Enqueued, Producer
 from worker import keys
 from worker.celery import DISPATCH_QUEUE
@@ -81,10 +90,9 @@ class DispatchStack:
 
     def settings(self, *, parked: bool = False) -> Settings:
         """The workers' settings; `parked`: Celery messages go to the parking database instead."""
-        values = {key: value for key, value in self.env.items() if key.startswith(("SINCH_", "KAKAO_"))}
         if parked:
-            values["KAKAO_DISPATCH_BROKER_URL"] = with_db(self.server.url, PARKING_DB)
-        return Settings(**values)  # type: ignore[arg-type]
+            return settings_of({**self.env, "KAKAO_DISPATCH_BROKER_URL": with_db(self.server.url, PARKING_DB)})
+        return settings_of(self.env)
 
     def worker(self, app: str, name: str) -> Worker:
         return Worker(self.env, self.log_dir, name=name, concurrency=self.concurrency, app=app)

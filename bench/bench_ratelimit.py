@@ -28,10 +28,9 @@ from typing import Any
 import redis
 
 from bench.common import BenchmarkError, alimtalk_requests, argument_parser, mode, parse_instant, run_main, save, spread
-from bench.stack import Beat, Simulator, Worker, base_env, start_all
+from bench.stack import Beat, Simulator, Worker, base_env, settings_of, start_all
 from producers.producer import Producer
 from worker.redis_server import RedisServer
-from worker.settings import Settings
 
 WORKER_NODES = 2
 
@@ -54,7 +53,7 @@ def ratelimit_round(rate: float, window: float, warmup: float, concurrency: int,
     backlog = int(rate * (warmup + window) * 1.3) + 20
     with RedisServer() as server, Simulator(log_dir, rate_limit=rate) as simulator:
         env = base_env(server.url, **simulator.sinch_env(), KAKAO_DISPATCH_RATE_LIMIT=f"{rate:g}")
-        settings = Settings(**{key: value for key, value in env.items() if key.startswith(("SINCH_", "KAKAO_"))})  # type: ignore[arg-type]
+        settings = settings_of(env)
         nodes = [Worker(env, log_dir, name=f"rate{rate:g}-{index}", concurrency=concurrency)
                  for index in range(WORKER_NODES)]  # fmt: skip
         beat = Beat(env, log_dir)

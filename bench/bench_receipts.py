@@ -39,6 +39,7 @@ from bench.stack import (
     clear_data,
     cpu_seconds,
     redis_cpu_seconds,
+    settings_of,
     start_all,
 )
 from producers.producer import Enqueued, Producer
@@ -147,7 +148,7 @@ def run(*, jobs: int, rounds: int, concurrency: int, connections: int) -> dict[s
     with RedisServer() as server, tempfile.TemporaryDirectory(prefix="bench-receipts-") as directory:
         log_dir = Path(directory)
         env = base_env(server.url, SINCH_WEBHOOK_SECRET=SECRET, SINCH_APP_ID=APP, SINCH_PROJECT_ID=PROJECT)
-        settings = Settings(**{key: value for key, value in env.items() if key.startswith(("SINCH_", "KAKAO_"))})  # type: ignore[arg-type]
+        settings = settings_of(env)
         client = redis.Redis.from_url(server.url, decode_responses=True)
         gateway, node = Gateway(env, log_dir), Worker(env, log_dir, name="receipts", concurrency=concurrency)
         start_all([gateway, node])

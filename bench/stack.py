@@ -28,6 +28,7 @@ from worker import keys
 from worker.celery import CALLBACKS_QUEUE, DISPATCH_QUEUE
 from worker.redis_server import free_port
 from worker.sending_window import KST
+from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -210,6 +211,12 @@ def base_env(redis_url: str, **values: str) -> dict[str, str]:
     inherited = {key: value for key, value in os.environ.items() if not key.startswith(("SINCH_", "KAKAO_"))}
     path = os.pathsep.join(filter(None, [str(ROOT), inherited.get("PYTHONPATH")]))
     return {**inherited, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, "KAKAO_DISPATCH_REDIS_URL": redis_url, **values}
+
+
+def settings_of(env: Mapping[str, str]) -> Settings:
+    """The Settings of processes started with `env` (its SINCH_ and KAKAO_ variables), for this process to share."""
+    values = {key: value for key, value in env.items() if key.startswith(("SINCH_", "KAKAO_"))}
+    return Settings(**values)  # type: ignore[arg-type]
 
 
 def window_around(now: datetime, *, opens_in: float, lasts: float) -> str:
