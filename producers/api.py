@@ -14,7 +14,7 @@ import hmac
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -231,18 +231,21 @@ def _scalar(value: Any) -> int | float | str | None:
     return value if isinstance(value, int | float | str) and not isinstance(value, bool) else None
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused with 413 as soon as it is known to exceed `limit` (declared or streamed)."""
-    too_large = Refusal(413, {"detail": f"the body exceeds {limit} bytes"})
+async def read_body(request: Request, limit: int, too_large: Callable[[str], Exception]) -> bytes:
+    """The raw body; `too_large(detail)` is raised as soon as it is known to exceed `limit` (declared or streamed)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise too_large(f"the body exceeds {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise too_large
+            raise too_large(f"the body exceeds {limit} bytes")
     return bytes(body)
+
+
+def _payload_too_large(detail: str) -> Refusal:
+    return Refusal(413, {"detail": detail})
 
 
 def _finite_float(text: str) -> float:
@@ -475,7 +478,7 @@ class ProducerEndpoints:
 
     async def send_message(self, request: Request) -> JSONResponse:
         try:
-            document = parse_json(await read_body(request, MESSAGE_BODY_LIMIT))
+            document = parse_json(await read_body(request, MESSAGE_BODY_LIMIT, _payload_too_large))
             document = with_idempotency_header(document, request.headers.get(IDEMPOTENCY_HEADER))
             if out_of_range := instants_out_of_range(document):
                 raise RequestRejected(out_of_range)
@@ -491,7 +494,7 @@ class ProducerEndpoints:
 
     async def send_batch(self, request: Request) -> JSONResponse:
         try:
-            messages = batch_messages(parse_json(await read_body(request, BATCH_BODY_LIMIT)))
+            messages = batch_messages(parse_json(await read_body(request, BATCH_BODY_LIMIT, _payload_too_large)))
             outcomes = await run_in_threadpool(self.enqueue_batch, messages)
         except Refusal as refusal:
             return refusal.response()

@@ -17,9 +17,9 @@ import socket
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from typing import Annotated, Any
 
-import kombu.exceptions
 import redis
 import typer
 import uvicorn
@@ -28,7 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from producers.api import create_api_router
+from producers.api import UNAVAILABLE_ERRORS, create_api_router, read_body
 from producers.producer import Producer
 from worker import keys, logs, metrics
 from worker.celery import CALLBACKS_QUEUE, DISPATCH_QUEUE, create_app
@@ -66,8 +66,6 @@ CALLBACK_KINDS = (
 )
 #: A few quick tries, then 503: Sinch retries the callback itself, so waiting long here only holds its connection.
 PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
-#: What "Redis or the broker is down" looks like from redis-py and kombu.
-UNAVAILABLE_ERRORS = (redis.RedisError, kombu.exceptions.OperationalError, OSError)
 
 
 def callback_kind(payload: Mapping[str, Any]) -> str:
@@ -89,20 +87,6 @@ class WebhookRefused(Exception):
         if self.detail:
             body["detail"] = self.detail
         return JSONResponse(body, status_code=self.status_code)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused with 413 as soon as it is known to exceed `limit` (declared or streamed)."""
-    too_large = WebhookRefused(413, "body_too_large", f"the body exceeds {limit} bytes")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
-    return bytes(body)
 
 
 class SinchWebhook:
@@ -224,7 +208,9 @@ def create_gateway(settings: Settings | None = None, *, redis_client: redis.Redi
     async def sinch_webhook(request: Request) -> JSONResponse:
         received_at_ms = int(time.time() * 1000)
         try:
-            body = await read_body(request, settings.webhook_max_body_bytes)
+            body = await read_body(
+                request, settings.webhook_max_body_bytes, partial(WebhookRefused, 413, "body_too_large")
+            )
             answer = await run_in_threadpool(webhook.receive, body, request.headers, received_at_ms)
         except WebhookRefused as refused:
             if refused.status_code != 503:
