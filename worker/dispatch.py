@@ -24,7 +24,7 @@ from worker.ratelimit import RateLimiter, clamp_pause
 from worker.rules import MediaLookup
 from worker.send_request import SendRequest
 from worker.sending_window import SendingWindow
-from worker.sinch import AmbiguousError, PermanentError, RateLimitedError, RetryableError, SinchClient
+from worker.sinch import AmbiguousError, PermanentError, RateLimitedError, RetryableError, SinchClient, SinchError
 from worker.templates import TemplateRegistry
 from worker.verdict import CheckContext, check_request
 
@@ -158,18 +158,9 @@ class Dispatcher:
         try:
             result = self.sinch.send_message(verdict.body)
         except PermanentError as error:
-            self._finish(
-                job,
-                owner,
-                "failed",
-                f"Sinch refused the request (HTTP {error.status_code})",
-                {
-                    "attempts": attempt,
-                    "delivery_code": error.status or str(error.status_code or ""),
-                    "delivery_description": str(error)[:1000],
-                },
-            )
-            return "failed"
+            code = error.status or str(error.status_code or "")
+            why = f"Sinch refused the request (HTTP {error.status_code})"
+            return self._fail(job, owner, code, why, error, {"attempts": attempt})
         except RetryableError as error:
             if isinstance(error, RateLimitedError):
                 self.limiter.slow_down(error.retry_after or DEFAULT_429_PAUSE)
@@ -199,23 +190,11 @@ class Dispatcher:
             since = job.throttled_since or now
             fields |= {"throttled": throttled, "throttled_since": to_ms(since)}
             if now - since >= timedelta(seconds=self.policy.throttle_timeout):
-                self._finish(
-                    job,
-                    owner,
-                    "failed",
-                    f"rate limited by Sinch since {since.isoformat()}: {error}"[:300],
-                    {**fields, "delivery_code": "THROTTLED", "delivery_description": str(error)[:1000]},
-                )
-                return "failed"
+                why = f"rate limited by Sinch since {since.isoformat()}: {error}"
+                return self._fail(job, owner, "THROTTLED", why, error, fields)
         elif attempt - throttled >= self.policy.max_attempts:
-            self._finish(
-                job,
-                owner,
-                "failed",
-                f"gave up after {attempt - throttled} attempts: {error}"[:300],
-                {**fields, "delivery_code": "RETRIES_EXHAUSTED", "delivery_description": str(error)[:1000]},
-            )
-            return "failed"
+            why = f"gave up after {attempt - throttled} attempts: {error}"
+            return self._fail(job, owner, "RETRIES_EXHAUSTED", why, error, fields)
         delay = self.policy.backoff(attempt, error.retry_after)
         due = now + timedelta(seconds=delay)
         return self._park(job, owner, due, f"retry {attempt + 1} in {delay:.1f} s after: {error}"[:300], fields)
@@ -236,6 +215,12 @@ class Dispatcher:
             delete=["http_started_at"],
         )  # fmt: skip
         return "scheduled" if moved.ok else f"skipped: job became {moved.previous}"
+
+    def _fail(self, job: Job, owner: str, code: str, reason: str, error: SinchError, fields: dict[str, Any]) -> str:
+        """`failed` with Sinch's error as the delivery code and description."""
+        failure = {**fields, "delivery_code": code, "delivery_description": str(error)[:1000]}
+        self._finish(job, owner, "failed", reason[:300], failure)
+        return "failed"
 
     def _finish(self, job: Job, owner: str, status: str, reason: str, fields: dict[str, Any]) -> None:
         """A final outcome the owner learnt (also after the reconciler made the job `unknown` meanwhile)."""
