@@ -16,7 +16,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,6 +34,7 @@ from worker.jobs import Job
 from worker.recipients import mask_msisdn
 from worker.send_request import SendRequest
 from worker.sending_window import KST
+from worker.verdict import EARLIEST_INSTANT, LATEST_INSTANT
 from worker.violations import Violation
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,6 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 UNAVAILABLE_ERRORS = (redis.RedisError, kombu.exceptions.OperationalError, OSError)
 UNAVAILABLE_DETAIL = "job store unavailable"
 
-#: The rules engine converts instants to KST and UTC and the FriendTalk window adds up to a day: within two days of
-#: the ends of Python's datetime range that overflows, so such instants are refused here, before the engine sees them.
-EARLIEST_INSTANT = datetime.min.replace(tzinfo=UTC) + timedelta(days=2)
-LATEST_INSTANT = datetime.max.replace(tzinfo=UTC) - timedelta(days=2)
 _INSTANT = TypeAdapter(AwareDatetime)
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples" / "requests"
@@ -298,7 +295,11 @@ def with_idempotency_header(document: Any, header: str | None) -> Any:
 
 
 def instants_out_of_range(document: Any) -> list[Violation]:
-    """`schema` violations for a `send_at`/`expires_at` too close to year 1 or 9999 for date arithmetic."""
+    """`schema` violations for a `send_at`/`expires_at` too close to year 1 or 9999 for date arithmetic.
+
+    The rules engine refuses these too (rule `instant_range`, same range); the API answers them as `schema`, before
+    the engine, as it did before the engine had that rule.
+    """
     if not isinstance(document, dict):
         return []
     violations = []
