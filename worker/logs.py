@@ -62,10 +62,6 @@ _STANDARD_ATTRIBUTES = frozenset(
 # --- the job a line belongs to ---------------------------------------------------------------------
 
 
-def current_job_id() -> str | None:
-    return _job_id.get()
-
-
 @contextmanager
 def job_context(job_id: str | None) -> Iterator[None]:
     """Every line logged inside the block carries `job_id`."""

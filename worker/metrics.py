@@ -110,10 +110,6 @@ def record_to(client: redis.Redis | None) -> None:
     recorder.bind(client)
 
 
-def flush() -> None:
-    recorder.flush()
-
-
 def _flush_after_task(**_: object) -> None:
     recorder.flush()
 
