@@ -1,10 +1,11 @@
 """Publishing dispatch messages in bulk: Celery's own message format, pushed through one Redis pipeline.
 
-Celery's `send_task` costs about half a millisecond a message on the Redis transport (a client
-per publish, declarations, events). For a campaign of 100,000 jobs the producer instead builds
-each message with Celery's own `as_task_v2` (so the worker receives exactly what `send_task`
-would have sent) and pushes the serialized envelopes with one pipelined LPUSH per batch, as
-kombu's Redis transport does for a direct queue. Only the job id travels in the message.
+Celery's `send_task` costs about 0.7 ms a message on the Redis transport (a plain loop of it
+published 1,434 a second in the enqueue benchmark, BENCHMARKS.md). For a campaign of 100,000 jobs
+the producer instead builds each message with Celery's own `as_task_v2` (so the worker receives
+exactly what `send_task` would have sent) and pushes the serialized envelopes with one pipelined
+LPUSH per batch, as kombu's Redis transport does for a direct queue; the releaser and the
+reconciler publish the same way. Only the job id travels in the message.
 """
 
 from __future__ import annotations
