@@ -162,25 +162,25 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     value = value.strip()
     if re.fullmatch(r"\d+(\.\d+)?", value):
         return float(value)
+    when = _http_date(value)
+    if when is None:
+        return None
+    reference = time.time() if now is None else now
+    return max(0.0, when - reference)
+
+
+def _http_date(value: str) -> float | None:
+    """Unix seconds of an RFC 9110 HTTP-date; None when it is not one (they are GMT: a date without a zone is not)."""
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT
-        return None
-    reference = time.time() if now is None else now
-    return max(0.0, when.timestamp() - reference)
+    return when.timestamp() if when.tzinfo is not None else None
 
 
 def _response_date(response: httpx.Response) -> float | None:
     raw = response.headers.get("date")
-    if raw is None:
-        return None
-    try:
-        when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return when.timestamp() if when.tzinfo is not None else None
+    return _http_date(raw) if raw is not None else None
 
 
 def _json_or_none(response: httpx.Response) -> Any:
