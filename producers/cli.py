@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
 
+import redis
 import typer
 from pydantic import ValidationError
 
@@ -25,12 +29,33 @@ app = typer.Typer(
 )
 
 EXIT_ACCEPTED, EXIT_REJECTED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_FAILURE = 1  # the other commands: Redis, Sinch or configuration failed
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     """One clear line on stderr and a non-zero exit: never a traceback for bad input."""
     typer.echo(f"kakao-dispatch: {message}", err=True)
     raise typer.Exit(code)
+
+
+def redis_location(url: str) -> str:
+    """The Redis URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@contextmanager
+def redis_errors(url: str, done: str = "") -> Iterator[None]:
+    """Redis at `url` unreachable (or refusing) as one line and exit 1; `done` says what was done before."""
+    try:
+        yield
+    except redis.RedisError as error:
+        what = "unreachable" if isinstance(error, redis.ConnectionError | redis.TimeoutError) else "error"
+        message = f"Redis at {redis_location(url)} {what}: {error}" + (f" ({done})" if done else "")
+        fail(" ".join(message.split()), EXIT_FAILURE)
 
 
 def load_settings() -> Settings:

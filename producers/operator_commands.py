@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Annotated, Any, NoReturn
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import typer
@@ -98,15 +97,6 @@ def _load_settings() -> Settings:
     return load_settings()
 
 
-def _redis_location(url: str) -> str:
-    """The Redis URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def _redis_client(settings: Settings) -> redis.Redis:
     try:
         return redis.Redis.from_url(
@@ -131,13 +121,13 @@ def _store_errors(settings: Settings, done: str = "") -> Iterator[None]:
     """Redis (the job store) or the Celery broker unreachable, as one line and exit 1."""
     from kombu.exceptions import OperationalError  # Celery's "broker unreachable"
 
-    try:
-        yield
-    except redis.RedisError as error:
-        what = "unreachable" if isinstance(error, redis.ConnectionError | redis.TimeoutError) else "error"
-        _fail(f"Redis at {_redis_location(settings.redis_url)} {what}: {error}" + (f" ({done})" if done else ""))
-    except OperationalError as error:
-        _fail(f"Celery broker at {_redis_location(settings.broker_url)} unreachable: {error}")
+    from producers.cli import redis_errors, redis_location
+
+    with redis_errors(settings.redis_url, done):
+        try:
+            yield
+        except OperationalError as error:
+            _fail(f"Celery broker at {redis_location(settings.broker_url)} unreachable: {error}")
 
 
 def _console() -> Console:

@@ -12,9 +12,9 @@ Exit codes: 0 done (or nothing to change), 1 a Sinch, Redis or configuration fai
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Annotated, Any, NoReturn
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis
 import typer
@@ -140,15 +140,6 @@ def _state(item: Mapping[str, Any] | None) -> str:
     return f" [{status}]" if isinstance(status, str) and status else ""
 
 
-def _redis_location(url: str) -> str:
-    """The Redis URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
@@ -213,15 +204,11 @@ def _contact_book(settings: Settings) -> ContactBook:
     return ContactBook(client)
 
 
-@contextmanager
-def _redis_errors(settings: Settings, done: str = "") -> Iterator[None]:
+def _redis_errors(settings: Settings, done: str = "") -> AbstractContextManager[None]:
     """Redis unreachable (or refusing) as one line and exit 1."""
-    try:
-        yield
-    except redis.RedisError as error:
-        where = _redis_location(settings.redis_url)
-        what = "unreachable" if isinstance(error, redis.ConnectionError | redis.TimeoutError) else "error"
-        _fail(f"Redis at {where} {what}: {error}" + (f" ({done})" if done else ""))
+    from producers.cli import redis_errors
+
+    return redis_errors(settings.redis_url, done)
 
 
 def _parse_msisdn(raw: str) -> str:
