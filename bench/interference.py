@@ -3,7 +3,7 @@
 A sampler thread reads every process's CPU time once a second; a process is ours when this process is
 among its ancestors. Other processes' CPU time between samples, over the elapsed time, is the number of
 cores the rest of the machine took from the benchmark on average (short-lived processes that start and
-end between two samples are missed).
+end between two samples are missed). Its /proc readers also give bench.stack the CPU time of our own processes.
 """
 
 from __future__ import annotations
@@ -14,29 +14,40 @@ import threading
 import time
 from pathlib import Path
 
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _snapshot() -> dict[int, tuple[int, int]]:
+def stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after "(comm)", starting with the state."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def cpu_ticks(fields: list[str]) -> int:
+    """User + system CPU time in clock ticks (utime and stime, fields 14 and 15 of stat)."""
+    return int(fields[11]) + int(fields[12])
+
+
+def snapshot() -> dict[int, tuple[int, int]]:
     """pid -> (parent pid, CPU ticks) for every process."""
     found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):
-                raw = (entry / "stat").read_text()
-                fields = raw[raw.rindex(")") + 2 :].split()
-                found[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+                fields = stat_fields(int(entry.name))
+                found[int(entry.name)] = (int(fields[1]), cpu_ticks(fields))
     return found
 
 
-def _ours(snapshot: dict[int, tuple[int, int]], root: int) -> set[int]:
+def descendants(processes: dict[int, tuple[int, int]], root: int) -> list[int]:
+    """`root` and every descendant, from the parent ids of a `snapshot()`."""
     children: dict[int, list[int]] = {}
-    for pid, (parent, _) in snapshot.items():
+    for pid, (parent, _) in processes.items():
         children.setdefault(parent, []).append(pid)
-    found, pending = set(), [root]
+    found, pending = [], [root]
     while pending:
         pid = pending.pop()
-        found.add(pid)
+        found.append(pid)
         pending.extend(children.get(pid, []))
     return found
 
@@ -48,7 +59,7 @@ class InterferenceSampler:
         self.interval = interval
         self.other_seconds = 0.0
         self.started = time.monotonic()
-        self._previous = _snapshot()
+        self._previous = snapshot()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="interference-sampler", daemon=True)
@@ -66,13 +77,13 @@ class InterferenceSampler:
             self._sample()
 
     def _sample(self) -> None:
-        current = _snapshot()
-        ours = _ours(current, os.getpid())
+        current = snapshot()
+        ours = set(descendants(current, os.getpid()))
         for pid, (_, ticks) in current.items():
             if pid in ours:
                 continue
             before = self._previous.get(pid)
-            self.other_seconds += (max(0, ticks - before[1]) if before else ticks) / _TICKS  # new: all of it is new
+            self.other_seconds += (max(0, ticks - before[1]) if before else ticks) / TICKS  # new: all of it is new
         self._previous = current
 
     def cores(self) -> float:

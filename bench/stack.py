@@ -23,6 +23,7 @@ import httpx
 import redis
 from celery import Celery
 
+from bench.interference import TICKS, cpu_ticks, descendants, snapshot, stat_fields
 from producers.processes import ManagedProcess
 from worker import keys
 from worker.celery import CALLBACKS_QUEUE, DISPATCH_QUEUE
@@ -33,7 +34,6 @@ from worker.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PROJECT, APP, KEY_ID, KEY_SECRET = "sim-project", "sim-app", "sim-key", "sim-secret"
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -234,24 +234,9 @@ def open_window() -> str:
 # -- /proc -----------------------------------------------------------------------------------------
 
 
-def _stat_fields(pid: int) -> list[str]:
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    return raw[raw.rindex(")") + 2 :].split()  # the fields after "(comm)", starting with the state
-
-
 def process_tree(root: int) -> list[int]:
     """`root` and every descendant, from the parent ids in /proc/*/stat."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                children.setdefault(int(_stat_fields(int(entry.name))[1]), []).append(int(entry.name))
-    found, pending = [], [root]
-    while pending:
-        pid = pending.pop()
-        found.append(pid)
-        pending.extend(children.get(pid, []))
-    return found
+    return descendants(snapshot(), root)
 
 
 def cpu_seconds(pids: Iterable[int]) -> float:
@@ -259,9 +244,8 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     total = 0
     for pid in pids:
         with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = _stat_fields(pid)
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / _TICKS
+            total += cpu_ticks(stat_fields(pid))
+    return total / TICKS
 
 
 def rss_bytes(pids: Iterable[int]) -> int:
