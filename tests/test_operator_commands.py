@@ -24,24 +24,13 @@ from typing import IO
 import pytest
 import redis
 
-from producers.cli import app as cli_app
 from worker import keys
 from worker.jobs import JobStore
 from worker.redis_server import RedisServer, free_port
 from worker.sending_window import KST
 
 ROOT = Path(__file__).resolve().parent.parent
-LAUNCHER = "from producers.cli import app; from producers.operator_commands import register; register(app); app()"
-
-
-def _command() -> list[str]:
-    """The installed CLI once producers/cli.py registers these commands; until then, a launcher that does."""
-    if any(command.name == "send" for command in cli_app.registered_commands):
-        return [str(Path(sys.executable).parent / "kakao-dispatch")]
-    return [sys.executable, "-c", LAUNCHER]
-
-
-COMMAND = _command()
+COMMAND = [str(Path(sys.executable).parent / "kakao-dispatch")]
 PACKAGE_PARAMETERS = (
     "--param",
     "customer=홍길동",

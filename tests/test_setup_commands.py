@@ -18,7 +18,6 @@ import httpx
 import pytest
 import redis
 
-from producers.cli import app as cli_app
 from producers.setup_commands import kakaotalk_channel_credentials, mask_secret
 from simulator.config import SimulatorConfig
 from simulator.runner import BackgroundSimulator
@@ -28,19 +27,7 @@ from worker.redis_server import RedisServer, free_port
 
 SENDER_KEY = "5f3a0c9e8d7b6a5f4e3d2c1b0a9f8e7d6c5b1234"
 WEBHOOK_SECRET = "callback-signing-secret"
-LAUNCHER = (
-    "import typer; from producers.cli import app; from producers.setup_commands import register; register(app); app()"
-)
-
-
-def _command() -> list[str]:
-    """The installed CLI once producers/cli.py registers these commands; until then, a launcher that does."""
-    if any(group.name == "setup" for group in cli_app.registered_groups):
-        return [str(Path(sys.executable).parent / "kakao-dispatch")]
-    return [sys.executable, "-c", LAUNCHER]
-
-
-COMMAND = _command()
+COMMAND = [str(Path(sys.executable).parent / "kakao-dispatch")]
 
 
 # --- fixtures ----------------------------------------------------------------------------------
