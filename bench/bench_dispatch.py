@@ -43,6 +43,7 @@ from bench.common import (
 )
 from bench.profiling import profile, shares, top_functions
 from bench.stack import (
+    PARKING_DB,
     Simulator,
     Worker,
     base_env,
@@ -51,6 +52,8 @@ from bench.stack import (
     open_window,
     redis_cpu_seconds,
     settings_of,
+    status_count,
+    with_db,
 )
 from producers.producer import Enqueued, Producer
 from worker import keys
@@ -58,16 +61,10 @@ from worker.celery import DISPATCH_QUEUE
 from worker.redis_server import RedisServer
 from worker.settings import Settings
 
-#: Where the producer's Celery messages wait (a database of the same redis-server) until the clock starts.
-PARKING_DB = 15
 BATCH = 5000
 #: How often completion is polled: often enough to time a run of seconds, rarely enough to cost little CPU.
 POLL_SECONDS = 0.005
 UNBOUND_RATE = "1000000"
-
-
-def with_db(url: str, db: int) -> str:
-    return url.rsplit("/", 1)[0] + f"/{db}"
 
 
 class DispatchStack:
@@ -128,10 +125,6 @@ def drained(client: redis.Redis) -> int:
     return int(queued) + int(unacked)
 
 
-def sent_count(client: redis.Redis) -> int:
-    return int(client.hget(keys.STATUS_COUNTS, "sent") or 0)
-
-
 def wait_until_done(client: redis.Redis, jobs: int, started: float, *, expect_sent: bool) -> float:
     """Seconds from `started` until every job is `sent` (or, for the no-op, every message acknowledged).
 
@@ -143,7 +136,7 @@ def wait_until_done(client: redis.Redis, jobs: int, started: float, *, expect_se
     while time.perf_counter() < deadline:
         now = time.perf_counter()
         if expect_sent:
-            if sent_count(client) >= jobs:
+            if status_count(client, "sent") >= jobs:
                 return now - started
         elif drained(client) > 0:
             first_empty = None
@@ -152,7 +145,7 @@ def wait_until_done(client: redis.Redis, jobs: int, started: float, *, expect_se
         elif now - first_empty >= 0.005:
             return first_empty - started
         time.sleep(POLL_SECONDS)
-    done = sent_count(client) if expect_sent else jobs - drained(client)
+    done = status_count(client, "sent") if expect_sent else jobs - drained(client)
     raise BenchmarkError(f"{done} of {jobs} jobs done in time")
 
 
@@ -195,7 +188,7 @@ def latency_round(stack: DispatchStack, rate: float, seconds: float) -> dict[str
             ids.extend(result.id for result in results if isinstance(result, Enqueued))
     offered = len(ids) / (time.perf_counter() - started)
     deadline = time.monotonic() + 60
-    while int(client.hget(keys.STATUS_COUNTS, "sent") or 0) < len(ids) and time.monotonic() < deadline:
+    while status_count(client, "sent") < len(ids) and time.monotonic() < deadline:
         time.sleep(0.05)
     pipe = client.pipeline(transaction=False)
     for job_id in ids:
@@ -255,7 +248,7 @@ def in_process(stack: DispatchStack, jobs: int) -> dict[str, Any]:
             dispatcher.dispatch(job_id)
 
     stats = profile(dispatch_all)
-    sent = int(stack.redis.hget(keys.STATUS_COUNTS, "sent") or 0)
+    sent = status_count(stack.redis, "sent")
     runtime.close()
     if sent != jobs:
         raise BenchmarkError(f"in process: {sent} of {jobs} jobs reached `sent`")

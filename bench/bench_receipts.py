@@ -27,11 +27,11 @@ from typing import Any
 
 import redis
 
-from bench.bench_dispatch import PARKING_DB, with_db
 from bench.common import BenchmarkError, alimtalk_requests, argument_parser, mode, percentile, run_main, save, spread
 from bench.load import http_request, run_loop, send_all
 from bench.stack import (
     APP,
+    PARKING_DB,
     PROJECT,
     Gateway,
     Worker,
@@ -41,9 +41,10 @@ from bench.stack import (
     redis_cpu_seconds,
     settings_of,
     start_all,
+    status_count,
+    with_db,
 )
 from producers.producer import Enqueued, Producer
-from worker import keys
 from worker.jobs import new_owner_token
 from worker.redis_server import RedisServer
 from worker.settings import Settings
@@ -108,10 +109,6 @@ def signed_requests(port: int, pairs: list[tuple[str, str]]) -> list[bytes]:
     return requests
 
 
-def delivered(client: redis.Redis) -> int:
-    return int(client.hget(keys.STATUS_COUNTS, "delivered") or 0)
-
-
 def receipts_round(
     client: redis.Redis, settings: Settings, gateway: Gateway, node: Worker, jobs: int, connections: int
 ) -> dict[str, Any]:
@@ -123,9 +120,9 @@ def receipts_round(
     started = time.monotonic()
     load = run_loop(send_all(gateway.port, requests, connections))
     deadline = time.monotonic() + 60 + jobs / 50
-    while delivered(client) < jobs:
+    while status_count(client, "delivered") < jobs:
         if time.monotonic() > deadline:
-            raise BenchmarkError(f"only {delivered(client)} of {jobs} jobs delivered in time")
+            raise BenchmarkError(f"only {status_count(client, 'delivered')} of {jobs} jobs delivered in time")
         time.sleep(0.005)
     end_to_end = time.monotonic() - started
     after = (cpu_seconds(worker_pids), cpu_seconds(gateway_pids), redis_cpu_seconds(client))

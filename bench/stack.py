@@ -259,6 +259,21 @@ def rss_bytes(pids: Iterable[int]) -> int:
 
 # -- Redis -----------------------------------------------------------------------------------------
 
+#: A database of the benchmark's redis-server where Celery messages a producer published wait, out of the
+#: workers' reach, until the benchmark moves them to database 0 (or drops them).
+PARKING_DB = 15
+
+
+def with_db(url: str, db: int) -> str:
+    """The Redis URL `url` with database `db`."""
+    return url.rsplit("/", 1)[0] + f"/{db}"
+
+
+def status_count(client: redis.Redis, status: str) -> int:
+    """How many jobs are in `status` now (the job store's status counts)."""
+    return int(client.hget(keys.STATUS_COUNTS, status) or 0)
+
+
 #: kombu's Redis transport keeps delivered, unacknowledged messages (acks_late) in this hash and its index.
 UNACKED = ("unacked", "unacked_index", "unacked_mutex")
 
