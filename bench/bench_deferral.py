@@ -36,6 +36,7 @@ from bench.stack import Worker, base_env, redis_used_memory, rss_bytes, settings
 from producers.producer import Enqueued, Producer
 from worker import keys
 from worker.celery import DISPATCH_QUEUE, create_app
+from worker.jobs import JobStore
 from worker.publishing import publish_dispatch_at
 from worker.redis_server import RedisServer
 from worker.scheduling import release_due_jobs
@@ -91,7 +92,7 @@ def deferral_round(jobs: int, concurrency: int, log_dir: Path, settle: float) ->
         opening = producer.store.next_due()
         assert opening is not None and producer.store.count_in("scheduled") == jobs
         assert client.llen(DISPATCH_QUEUE) == 0, "deferred jobs are not in the broker"
-        release_rate, publish_share = release_all(client, settings, opening, jobs)
+        release_rate, publish_share = release_all(producer.store, settings, opening, jobs)
         producer.close()
         client.close()
     return {
@@ -108,10 +109,10 @@ def deferral_round(jobs: int, concurrency: int, log_dir: Path, settle: float) ->
     }
 
 
-def release_all(client: redis.Redis, settings: Settings, opening: datetime, jobs: int) -> tuple[float, float]:
+def release_all(store: JobStore, settings: Settings, opening: datetime, jobs: int) -> tuple[float, float]:
     """Run the releaser at the opening until every job is in the dispatch queue; jobs/s and the share publishing."""
     app = create_app(settings)
-    producer = Producer(client, settings=settings)
+    client = store.redis
     publishing = 0.0
 
     pending: list[tuple[str, datetime | None]] = []
@@ -132,7 +133,7 @@ def release_all(client: redis.Redis, settings: Settings, opening: datetime, jobs
     started = time.perf_counter()
     released = 0
     while released < jobs:
-        count = release_due_jobs(producer.store, publish, now=opening, queue_depth=queue_depth,
+        count = release_due_jobs(store, publish, now=opening, queue_depth=queue_depth,
                                  max_queue_depth=jobs + 1)  # fmt: skip
         flush()
         if count == 0:

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -115,8 +114,6 @@ def redis_server_version() -> str:
     try:
         binary = find_redis_server()
     except RedisServerError:
-        return "not found"
-    if not shutil.which(binary) and not Path(binary).exists():
         return "not found"
     output = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
     for part in output.split():
