@@ -190,6 +190,25 @@ class ThreadedServer:
 
 
 @contextmanager
+def gateways(**defaults: Any) -> Iterator[Callable[..., str]]:
+    """`start(**overrides)` serves a gateway with these settings (and the overrides) on a free port and returns its
+    URL; every gateway started is stopped on leaving."""
+    from producers.gateway import create_gateway
+
+    servers: list[ThreadedServer] = []
+
+    def start(**overrides: Any) -> str:
+        servers.append(ThreadedServer(create_gateway(Settings(**(defaults | overrides)))).start())
+        return servers[-1].url
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@contextmanager
 def system_under_test(server: RedisServer, tmp_path: Path) -> Iterator[Pipeline]:
     client = redis.Redis.from_url(server.url)
     client.flushdb()

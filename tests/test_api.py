@@ -12,14 +12,12 @@ from typing import Any, get_args
 import httpx
 import pytest
 import redis
-from system import ThreadedServer
+from system import gateways
 
 from producers.api import BATCH_BODY_LIMIT, MESSAGE_BODY_LIMIT, JobRecord, JobStatus
-from producers.gateway import create_gateway
 from worker import keys
 from worker.jobs import STATUSES, JobStore
 from worker.redis_server import RedisServer, free_port
-from worker.settings import Settings
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 KEY = "test-key-1"
@@ -43,23 +41,14 @@ def in_an_hour() -> str:
 @pytest.fixture
 def serve(redis_server: RedisServer) -> Iterator[Serve]:
     """Start a gateway on a free port; keys KEY and OTHER_KEY and the example templates unless overridden."""
-    servers: list[ThreadedServer] = []
-
-    def start(**overrides: Any) -> str:
-        values = {
-            "redis_url": redis_server.url,
-            "broker_url_override": None,
-            "sinch_webhook_secret": None,
-            "api_keys_csv": f"{KEY}, {OTHER_KEY}",
-            "templates_path": EXAMPLES / "templates.json",
-        }
-        server = ThreadedServer(create_gateway(Settings(**(values | overrides)))).start()
-        servers.append(server)
-        return server.url
-
-    yield start
-    for server in servers:
-        server.stop()
+    with gateways(
+        redis_url=redis_server.url,
+        broker_url_override=None,
+        sinch_webhook_secret=None,
+        api_keys_csv=f"{KEY}, {OTHER_KEY}",
+        templates_path=EXAMPLES / "templates.json",
+    ) as start:
+        yield start
 
 
 @pytest.fixture

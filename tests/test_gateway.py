@@ -15,14 +15,13 @@ import httpx
 import pytest
 import redis
 import typer
-from system import ThreadedServer
+from system import gateways
 from typer.testing import CliRunner
 
-from producers.gateway import create_gateway, register
+from producers.gateway import register
 from simulator import BackgroundSimulator, SimulatorConfig
 from worker import keys
 from worker.redis_server import RedisServer, free_port
-from worker.settings import Settings
 from worker.signing import signed_headers
 
 SECRET = "whsec-gateway-test"
@@ -48,17 +47,8 @@ Serve = Callable[..., str]
 @pytest.fixture
 def serve(redis_server: RedisServer) -> Iterator[Serve]:
     """Start a gateway on a free port with settings overrides (signed with SECRET unless told otherwise)."""
-    servers: list[ThreadedServer] = []
-
-    def start(**overrides: Any) -> str:
-        values = {"redis_url": redis_server.url, "broker_url_override": None, "sinch_webhook_secret": SECRET}
-        server = ThreadedServer(create_gateway(Settings(**(values | overrides)))).start()
-        servers.append(server)
-        return server.url
-
-    yield start
-    for server in servers:
-        server.stop()
+    with gateways(redis_url=redis_server.url, broker_url_override=None, sinch_webhook_secret=SECRET) as start:
+        yield start
 
 
 @pytest.fixture
