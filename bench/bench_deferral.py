@@ -133,7 +133,7 @@ def release_all(store: JobStore, settings: Settings, opening: datetime, jobs: in
     started = time.perf_counter()
     released = 0
     while released < jobs:
-        count = release_due_jobs(store, publish, now=opening, queue_depth=queue_depth,
+        count = release_due_jobs(store, publish, now=opening,
                                  max_queue_depth=jobs + 1)  # fmt: skip
         flush()
         if count == 0:

@@ -27,7 +27,6 @@ def release_due_jobs(
     *,
     now: datetime,
     max_queue_depth: int,
-    queue_depth: Callable[[], int] | None = None,
     horizon_seconds: float = 1.0,
     batch: int = 500,
     budget_seconds: float = 0.8,
@@ -35,13 +34,12 @@ def release_due_jobs(
     """Move due jobs to `queued` and publish them, each with its due time as ETA; returns how many were released.
 
     The depth is the number of `queued` jobs (their index), not the broker list's length: that misses the
-    messages workers have reserved but not acknowledged. `queue_depth` overrides it (benchmarks).
+    messages workers have reserved but not acknowledged.
     """
-    depth = queue_depth or (lambda: store.count_in("queued"))
     released = 0
     deadline = time.monotonic() + budget_seconds
     while time.monotonic() < deadline:
-        room = max_queue_depth - depth()
+        room = max_queue_depth - store.count_in("queued")
         if room <= 0:
             break
         due_jobs = store.release_due(now, horizon_ms=int(horizon_seconds * 1000), limit=min(batch, room))
