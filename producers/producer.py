@@ -56,12 +56,8 @@ class Producer:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
-        self.store = JobStore(
-            client,
-            retention_seconds=int(settings.retention_days * 86400),
-            stream_length=settings.events_stream_length,
-        )
-        self.contacts = ContactBook(client, session_seconds=settings.session_hours * 3600)
+        self.store = JobStore.from_settings(client, settings)
+        self.contacts = ContactBook.from_settings(client, settings)
         self.templates = templates
         self.window = window or settings.friendtalk_window
         self.clock = clock

@@ -14,6 +14,7 @@ from typing import Any
 import redis
 
 from worker import keys
+from worker.settings import Settings
 
 DEFAULT_SESSION_SECONDS = 24 * 3600
 
@@ -24,6 +25,11 @@ class ContactBook:
     def __init__(self, client: redis.Redis, *, session_seconds: float = DEFAULT_SESSION_SECONDS) -> None:
         self.redis = client
         self.session_seconds = session_seconds
+
+    @classmethod
+    def from_settings(cls, client: redis.Redis, settings: Settings) -> ContactBook:
+        """The contact book with the configured session period (KAKAO_DISPATCH_SESSION_HOURS)."""
+        return cls(client, session_seconds=settings.session_hours * 3600)
 
     def link(self, msisdn: str, contact_id: str) -> None:
         """Record that `contact_id` (KAKAOTALKCHAT) is the person with this E.164 MSISDN; replaces older links."""

@@ -22,6 +22,7 @@ import redis
 
 from worker import keys
 from worker.send_request import SendRequest
+from worker.settings import Settings
 
 STATUSES = (
     "queued",
@@ -195,6 +196,15 @@ class JobStore:
         self._transition = client.register_script(_script("transition.lua"))
         self._release = client.register_script(_script("release_due.lua"))
         self._receipt = client.register_script(_script("receipt.lua"))
+
+    @classmethod
+    def from_settings(cls, client: redis.Redis, settings: Settings) -> JobStore:
+        """The store with the configured retention and events stream length."""
+        return cls(
+            client,
+            retention_seconds=int(settings.retention_days * 86400),
+            stream_length=settings.events_stream_length,
+        )
 
     # -- writing --------------------------------------------------------------------------------
 

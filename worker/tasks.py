@@ -65,15 +65,11 @@ class Runtime:
 
     @cached_property
     def store(self) -> JobStore:
-        return JobStore(
-            self.redis,
-            retention_seconds=int(self.settings.retention_days * 86400),
-            stream_length=self.settings.events_stream_length,
-        )
+        return JobStore.from_settings(self.redis, self.settings)
 
     @cached_property
     def contacts(self) -> ContactBook:
-        return ContactBook(self.redis, session_seconds=self.settings.session_hours * 3600)
+        return ContactBook.from_settings(self.redis, self.settings)
 
     @cached_property
     def http(self) -> httpx.Client:
