@@ -44,7 +44,7 @@ from worker.jobs import Job
 from worker.recipients import mask_msisdn
 from worker.sending_window import KST
 from worker.settings import Settings
-from worker.templates import AUTHENTICATION_KEYWORDS, Template, TemplateRegistry, TemplateRegistryError
+from worker.templates import Template, TemplateRegistry, TemplateRegistryError, authentication_keyword
 from worker.violations import RuleWarning, Violation
 
 __all__ = [
@@ -990,11 +990,6 @@ def _read_registry(path: Path, invalid_code: int) -> TemplateRegistry:
         _fail(error, EXIT_BAD_INPUT if isinstance(error.__cause__, OSError) else invalid_code)
 
 
-def _authentication_keyword(text: str) -> str | None:
-    folded = text.casefold()
-    return next((keyword for keyword in AUTHENTICATION_KEYWORDS if keyword in folded), None)
-
-
 def _fixed_text(template: Template) -> str:
     """The template's own words, parameters left out (a parameter named `auth_code` is not a keyword)."""
     return template.render(dict.fromkeys(template.parameters, ""))
@@ -1009,7 +1004,7 @@ def list_templates(templates: TemplatesOption = None) -> None:
     for column in ("id", "language", "parameters", "authentication"):
         table.add_column(column)
     for template_id, template in sorted(registry.items()):
-        keyword = _authentication_keyword(_fixed_text(template))
+        keyword = authentication_keyword(_fixed_text(template))
         table.add_row(
             Text(template_id),
             Text(template.language or "-"),
@@ -1072,7 +1067,7 @@ def _check_rendering(template: Template, parameters: Mapping[str, str], auth: bo
     rendered = template.render(parameters)
     missing = [name for name in template.parameters if name not in parameters]
     unused = sorted(set(parameters) - set(template.parameters))
-    keyword = _authentication_keyword(rendered)
+    keyword = authentication_keyword(rendered)
     typer.echo(f"Template {template.id} ({template.language or 'no language'})")
     typer.echo(f"  parameters:      {', '.join(template.parameters) or 'none'}")
     typer.echo(f"  rendered ({len(rendered)} characters):")

@@ -34,10 +34,16 @@ class Template:
         return PARAMETER.sub(lambda match: values.get(match.group(1), match.group(0)), self.text)
 
 
-def has_authentication_keyword(text: str) -> bool:
-    """Whether a rendered text qualifies as an authentication message (case-insensitive for the latin words)."""
+def authentication_keyword(text: str) -> str | None:
+    """The first keyword that makes a rendered text an authentication message (case-insensitive for the latin
+    words), or None."""
     folded = text.casefold()
-    return any(keyword in folded for keyword in AUTHENTICATION_KEYWORDS)
+    return next((keyword for keyword in AUTHENTICATION_KEYWORDS if keyword in folded), None)
+
+
+def has_authentication_keyword(text: str) -> bool:
+    """Whether a rendered text qualifies as an authentication message."""
+    return authentication_keyword(text) is not None
 
 
 class TemplateRegistry(Mapping[str, Template]):
