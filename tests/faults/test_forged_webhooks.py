@@ -18,9 +18,8 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from system import ThreadedServer
+from system import gateways
 
-from producers.gateway import create_gateway
 from worker import keys
 from worker.redis_server import RedisServer
 from worker.settings import Settings
@@ -43,16 +42,8 @@ Serve = Callable[[], str]
 @pytest.fixture
 def serve(redis_server: RedisServer, redis_client: redis.Redis) -> Iterator[Serve]:
     """Start gateways with the documented defaults and a webhook secret, all on the test's Redis."""
-    servers: list[ThreadedServer] = []
-
-    def start() -> str:
-        settings = Settings(redis_url=redis_server.url, broker_url_override=None, sinch_webhook_secret=SECRET)
-        servers.append(ThreadedServer(create_gateway(settings)).start())
-        return servers[-1].url
-
-    yield start
-    for server in servers:
-        server.stop()
+    with gateways(redis_url=redis_server.url, broker_url_override=None, sinch_webhook_secret=SECRET) as start:
+        yield start
 
 
 @pytest.fixture
