@@ -9,6 +9,7 @@ import pytest
 import redis
 from system import Pipeline, system_under_test
 
+from worker.jobs import JobStore
 from worker.redis_server import RedisServer
 
 
@@ -25,6 +26,12 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     yield client
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis) -> JobStore:
+    """A job store on the test's database, keeping finished records for an hour."""
+    return JobStore(redis_client, retention_seconds=3600)
 
 
 @pytest.fixture

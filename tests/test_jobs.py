@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import redis
 
 from worker import keys
@@ -31,11 +30,6 @@ def alimtalk(idempotency_key: str | None = None) -> SendRequest:
 
 def new_job(request: SendRequest, not_before: datetime | None = None) -> NewJob:
     return NewJob(new_job_id(), request, "alimtalk", "KAKAOTALK", "+821012345678", None, not_before)
-
-
-@pytest.fixture
-def store(redis_client: redis.Redis) -> JobStore:
-    return JobStore(redis_client, retention_seconds=3600)
 
 
 def test_job_ids_are_unique_and_sort_by_time() -> None:

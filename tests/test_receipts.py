@@ -21,11 +21,6 @@ NOW = datetime(2026, 11, 24, 12, 0, tzinfo=KST)
 
 
 @pytest.fixture
-def store(redis_client: redis.Redis) -> JobStore:
-    return JobStore(redis_client, retention_seconds=3600)
-
-
-@pytest.fixture
 def contacts(redis_client: redis.Redis) -> ContactBook:
     return ContactBook(redis_client, session_seconds=3600)
 

@@ -33,11 +33,6 @@ class Published(list[tuple[str, datetime | None]]):
         return [job_id for job_id, _ in self]
 
 
-@pytest.fixture
-def store(redis_client: redis.Redis) -> JobStore:
-    return JobStore(redis_client, retention_seconds=3600)
-
-
 def queued_job(store: JobStore, at: datetime = NOW) -> str:
     job_id, _ = store.create(NewJob(new_job_id(), REQUEST, "alimtalk", "KAKAOTALK", "+821012345678", None, None), at)
     return job_id
