@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from worker.media import MediaProber
-from worker.sending_window import SendingWindow
+from worker.sending_window import FRIENDTALK_HOURS, SendingWindow
 from worker.templates import TemplateRegistry
 from worker.verdict import CheckContext, check_request
 
@@ -109,7 +109,7 @@ def run_examples(console: Console | None = None) -> int:
             document = json.loads(text.replace("$MEDIA", media_base))
             context = CheckContext(
                 now=datetime.fromisoformat(case["at"]),
-                window=SendingWindow.parse("08:00-21:00"),
+                window=SendingWindow.parse(FRIENDTALK_HOURS),
                 templates=registry,
                 media=prober.probe,
                 app_id="demo-app",

@@ -29,6 +29,7 @@ import typer
 from producers.demo import EXAMPLES, MediaServer
 from producers.processes import ManagedProcess, ProcessFailed
 from worker.redis_server import RedisServer, RedisServerError, port_is_free
+from worker.sending_window import FRIENDTALK_HOURS
 
 START_TIMEOUT_S = 60.0
 SIMULATOR_DEFAULTS = {"project_id": "sim-project", "app_id": "sim-app"}
@@ -45,7 +46,7 @@ class SandboxOptions:
     redis_port: int = 6390
     flower_port: int = 5555
     host: str = "127.0.0.1"
-    friendtalk_window: str = "08:00-21:00"
+    friendtalk_window: str = FRIENDTALK_HOURS
     concurrency: int = 4
     receipt_delay_ms: str = "300-1500"
     rate_limit: float = 50.0
@@ -272,7 +273,7 @@ def register(app: typer.Typer) -> None:
         flower_port: Annotated[int, typer.Option(help="Flower, the Celery monitor.")] = 5555,
         friendtalk_window: Annotated[
             str, typer.Option(help="FriendTalk sending window, KST (KAKAO_DISPATCH_FRIENDTALK_WINDOW).")
-        ] = "08:00-21:00",
+        ] = FRIENDTALK_HOURS,
         concurrency: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 4,
         api_key: Annotated[
             str | None, typer.Option(help="Require this bearer key on the HTTP API (default: open, local only).")

@@ -35,7 +35,7 @@ from producers.sandbox import Sandbox, SandboxError, SandboxOptions, stop_signal
 from worker.contacts import ContactBook
 from worker.jobs import Job, JobStore
 from worker.recipients import mask_msisdn
-from worker.sending_window import KST, SendingWindow
+from worker.sending_window import FRIENDTALK_HOURS, KST, SendingWindow
 
 STORY_TIMEOUT_S = 75.0
 STATUS_STYLE = {"queued": "white", "scheduled": "cyan", "sending": "yellow", "sent": "blue", "delivered": "green",
@@ -48,7 +48,7 @@ def demo_window(now: datetime) -> tuple[str, datetime]:
     local = now.astimezone(KST)
     minute = local.hour * 60 + local.minute
     if 8 * 60 <= minute < 18 * 60 + 30:  # KakaoTalk's own window holds the story
-        window, parked = "08:00-21:00", local.replace(hour=21, minute=30, second=0, microsecond=0)
+        window, parked = FRIENDTALK_HOURS, local.replace(hour=21, minute=30, second=0, microsecond=0)
     elif 5 * 60 + 45 <= minute < 7 * 60 + 45:  # early morning: close just before 08:00
         window, parked = "08:00-07:55", local.replace(hour=7, minute=57, second=0, microsecond=0)
     elif 7 * 60 + 45 <= minute < 8 * 60:  # a quarter of an hour before 08:00: open earlier

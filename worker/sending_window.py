@@ -8,6 +8,8 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 KST = ZoneInfo("Asia/Seoul")
+#: KakaoTalk's FriendTalk hours (the channel document): the default of KAKAO_DISPATCH_FRIENDTALK_WINDOW.
+FRIENDTALK_HOURS = "08:00-21:00"
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*-\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*$")
 
 

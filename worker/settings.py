@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker.sending_window import SendingWindow
+from worker.sending_window import FRIENDTALK_HOURS, SendingWindow
 
 SINCH_API_URLS = {
     "us": "https://us.conversation.api.sinch.com",
@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     sinch_webhook_secret: SecretStr | None = Field(None, validation_alias=_env("SINCH_WEBHOOK_SECRET"))
     api_keys_csv: SecretStr = Field(SecretStr(""), validation_alias=_env("KAKAO_DISPATCH_API_KEYS"))
     templates_path: Path | None = Field(None, validation_alias=_env("KAKAO_DISPATCH_TEMPLATES"))
-    friendtalk_window_text: str = Field("08:00-21:00", validation_alias=_env("KAKAO_DISPATCH_FRIENDTALK_WINDOW"))
+    friendtalk_window_text: str = Field(FRIENDTALK_HOURS, validation_alias=_env("KAKAO_DISPATCH_FRIENDTALK_WINDOW"))
     rate_limit: float = Field(20.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_RATE_LIMIT"))
     project_rate_limit: float = Field(800.0, gt=0, validation_alias=_env("KAKAO_DISPATCH_PROJECT_RATE_LIMIT"))
     sinch_auth_mode: Literal["oauth", "basic"] = Field("oauth", validation_alias=_env("SINCH_AUTH_MODE"))

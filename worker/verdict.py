@@ -14,7 +14,7 @@ from worker.channels import Channel, ChannelDecision, Kind, SessionLookup, choos
 from worker.recipients import InvalidMsisdn, mask_msisdn, parse_msisdn
 from worker.rules import TEXT_MAX, Findings, MediaLookup, check_message, check_text_length
 from worker.send_request import SendRequest, parse_send_request
-from worker.sending_window import KST, SendingWindow
+from worker.sending_window import FRIENDTALK_HOURS, KST, SendingWindow
 from worker.sinch_body import build_send_body
 from worker.templates import AUTHENTICATION_KEYWORDS, TemplateRegistry, has_authentication_keyword
 from worker.violations import RuleWarning, Violation
@@ -31,7 +31,7 @@ class CheckContext:
     """Everything a verdict depends on besides the request itself."""
 
     now: datetime
-    window: SendingWindow = field(default_factory=lambda: SendingWindow.parse("08:00-21:00"))
+    window: SendingWindow = field(default_factory=lambda: SendingWindow.parse(FRIENDTALK_HOURS))
     templates: TemplateRegistry | None = None
     media: MediaLookup | None = None
     sessions: SessionLookup | None = None
